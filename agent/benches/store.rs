@@ -1,0 +1,462 @@
+//! Benchmarks of the local store on a generated store (default 200,000 products and
+//! 1,000,000 customers), against the targets of docs/benchmarks.md:
+//!
+//! * product lookup by GTIN — p99 under 50 µs;
+//! * the customer view by loyalty card number — p99 under 500 µs;
+//! * snapshot import rate, next to a bare rusqlite prepared-statement insert loop
+//!   of the same rows measured in the same run — at least half the bare rate;
+//! * open a 1M-customer database and serve the first lookup — under 300 ms.
+//!
+//! Run: `cargo bench -p store-agent --bench store` (full size, several minutes and
+//! about 3 GB of disk under target/bench-data), or with `-- --smoke` for a small
+//! store (what CI runs, to keep the benchmark working). Sizes can be set with
+//! `STORE_BENCH_CUSTOMERS` and `STORE_BENCH_PRODUCTS`.
+
+use rusqlite::{Connection, params};
+use std::hint::black_box;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use store_agent::sample::{self, SampleSpec};
+use store_agent::store::entities::{self, OrderRecord};
+use store_agent::store::snapshot::{ImportExpectations, SnapshotRecord};
+use store_agent::store::{KeyedHasher, Store, StoreOptions, queries, schema};
+
+const SEED: u64 = 2026;
+const REFERENCE_TIME_MS: i64 = 1_790_000_000_000;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn hasher() -> KeyedHasher {
+    KeyedHasher::new(&hex::decode(sample::DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+}
+
+/// Latency figures of one measured operation.
+struct Latencies {
+    name: &'static str,
+    samples: Vec<Duration>,
+}
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut s = self.samples.clone();
+        s.sort_unstable();
+        let i = ((s.len() as f64 - 1.0) * p).round() as usize;
+        s[i]
+    }
+
+    fn row(&self) -> String {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            self.name,
+            self.samples.len(),
+            us(self.percentile(0.50)),
+            us(self.percentile(0.99)),
+            us(self.percentile(0.999)),
+            us(*self.samples.iter().max().unwrap()),
+        )
+    }
+}
+
+fn measure(name: &'static str, n: usize, mut op: impl FnMut(usize)) -> Latencies {
+    // Warm the statement cache and the page cache on a separate pass.
+    for i in 0..n.min(1000) {
+        op(i.wrapping_mul(7919));
+    }
+    let samples = (0..n)
+        .map(|i| {
+            let t = Instant::now();
+            op(i);
+            t.elapsed()
+        })
+        .collect();
+    Latencies { name, samples }
+}
+
+/// Evicts a file from the OS page cache, so the next read comes from disk.
+fn drop_from_page_cache(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(path) {
+        // SAFETY: a valid open descriptor; advice only, no memory is touched.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// The rows of a snapshot, decoded ahead of time for the bare insert loop.
+enum Row {
+    Product([String; 5], [i64; 1], Option<String>, Option<String>),
+    Stock(String, i64, i64, Option<String>, Option<String>, i64),
+    Customer(Box<entities::CustomerRecord>, String, String),
+    Card(Vec<u8>, String, String),
+    Wish(entities::WishlistItemRecord, String),
+    Cart(entities::CartRecord, Vec<String>),
+    Order(Box<OrderRecord>, Option<Vec<u8>>, Vec<String>),
+    Associate(entities::AssociateRecord),
+}
+
+fn g14(g: &str) -> String {
+    firmware_interfaces::gtin::to_gtin14(g).unwrap()
+}
+
+fn decode_rows(snapshot: &Path) -> Vec<Row> {
+    let f = std::io::BufReader::new(std::fs::File::open(snapshot).unwrap());
+    let mut rows = Vec::new();
+    for line in f.lines().skip(1) {
+        let line = line.unwrap();
+        let row = match serde_json::from_str::<SnapshotRecord>(&line).unwrap() {
+            SnapshotRecord::Product(p) => Row::Product(
+                [
+                    g14(&p.gtin),
+                    p.sku,
+                    p.name,
+                    p.currency,
+                    serde_json::Value::Object(p.attributes).to_string(),
+                ],
+                [p.price_minor],
+                p.brand,
+                p.department,
+            ),
+            SnapshotRecord::Stock(s) => Row::Stock(
+                g14(&s.gtin),
+                s.on_hand,
+                s.reserved_bopis,
+                s.aisle,
+                s.bin,
+                s.updated_at_ms,
+            ),
+            SnapshotRecord::Customer(c) => {
+                let prefs = serde_json::Value::Object(c.preferences.clone()).to_string();
+                let consent = serde_json::Value::Object(c.consent.clone()).to_string();
+                Row::Customer(Box::new(c), prefs, consent)
+            }
+            SnapshotRecord::LoyaltyCard(c) => {
+                Row::Card(hex::decode(&c.card_hash).unwrap(), c.customer_id, c.status)
+            }
+            SnapshotRecord::WishlistItem(w) => {
+                let g = g14(&w.gtin);
+                Row::Wish(w, g)
+            }
+            SnapshotRecord::Cart(c) => {
+                let g = c.lines.iter().map(|l| g14(&l.gtin)).collect();
+                Row::Cart(c, g)
+            }
+            SnapshotRecord::Order(o) => {
+                let h = o.pickup_code_hash.as_ref().map(|h| hex::decode(h).unwrap());
+                let g = o.lines.iter().map(|l| g14(&l.gtin)).collect();
+                Row::Order(Box::new(o), h, g)
+            }
+            SnapshotRecord::Associate(a) => Row::Associate(a),
+            SnapshotRecord::End(_) => continue,
+        };
+        rows.push(row);
+    }
+    rows
+}
+
+/// The baseline: the same rows into the same schema, with cached prepared
+/// statements in one transaction, and nothing else (no parsing, no checks).
+fn bare_insert(path: &Path, rows: &[Row]) -> Duration {
+    remove_db(path);
+    let mut conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "foreign_keys", true).unwrap();
+    conn.pragma_update(None, "cache_size", -65536).unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let started = Instant::now();
+    let tx = conn.transaction().unwrap();
+    {
+        use store_agent_bench_sql::*;
+        let mut product = tx.prepare_cached(PRODUCT).unwrap();
+        let mut stock = tx.prepare_cached(STOCK).unwrap();
+        let mut customer = tx.prepare_cached(CUSTOMER).unwrap();
+        let mut card = tx.prepare_cached(CARD).unwrap();
+        let mut wish = tx.prepare_cached(WISH).unwrap();
+        let mut cart = tx.prepare_cached(CART).unwrap();
+        let mut cart_line = tx.prepare_cached(CART_LINE).unwrap();
+        let mut order = tx.prepare_cached(ORDER).unwrap();
+        let mut order_line = tx.prepare_cached(ORDER_LINE).unwrap();
+        let mut associate = tx.prepare_cached(ASSOCIATE).unwrap();
+        for row in rows {
+            match row {
+                Row::Product([g, sku, name, cur, attrs], [price], brand, dept) => {
+                    product
+                        .execute(params![g, sku, name, brand, price, cur, dept, attrs])
+                        .unwrap();
+                }
+                Row::Stock(g, on, res, aisle, bin, at) => {
+                    stock.execute(params![g, on, res, aisle, bin, at]).unwrap();
+                }
+                Row::Customer(c, prefs, consent) => {
+                    customer
+                        .execute(params![
+                            c.customer_id,
+                            c.display_name,
+                            c.first_name,
+                            c.last_name,
+                            c.tier,
+                            c.points,
+                            prefs,
+                            consent,
+                            c.home_store,
+                            c.last_seen_ms
+                        ])
+                        .unwrap();
+                }
+                Row::Card(h, id, status) => {
+                    card.execute(params![h, id, status]).unwrap();
+                }
+                Row::Wish(w, g) => {
+                    wish.execute(params![
+                        w.customer_id,
+                        g,
+                        w.present,
+                        w.added_at_ms,
+                        w.channel,
+                        w.op_at_ms,
+                        w.op_id
+                    ])
+                    .unwrap();
+                }
+                Row::Cart(c, gtins) => {
+                    cart.execute(params![c.customer_id, c.currency, c.updated_at_ms])
+                        .unwrap();
+                    for (l, g) in c.lines.iter().zip(gtins) {
+                        cart_line
+                            .execute(params![c.customer_id, l.line_no, g, l.qty, l.unit_price_minor])
+                            .unwrap();
+                    }
+                }
+                Row::Order(o, hash, gtins) => {
+                    order
+                        .execute(params![
+                            o.order_id,
+                            o.customer_id,
+                            o.kind,
+                            o.status.as_str(),
+                            o.currency,
+                            o.total_minor,
+                            o.placed_at_ms,
+                            hash,
+                            o.pickup_deadline_ms,
+                            o.fulfilled_at_ms,
+                            REFERENCE_TIME_MS
+                        ])
+                        .unwrap();
+                    for (l, g) in o.lines.iter().zip(gtins) {
+                        order_line
+                            .execute(params![
+                                o.order_id,
+                                l.line_no,
+                                g,
+                                l.name,
+                                l.qty_ordered,
+                                l.qty_returned,
+                                l.unit_price_minor,
+                                l.final_sale
+                            ])
+                            .unwrap();
+                    }
+                }
+                Row::Associate(a) => {
+                    associate
+                        .execute(params![a.associate_id, a.name, a.role, a.pin_hash, a.active])
+                        .unwrap();
+                }
+            }
+        }
+    }
+    tx.commit().unwrap();
+    started.elapsed()
+}
+
+/// The SQL of the bare loop: the same statements the import uses.
+mod store_agent_bench_sql {
+    pub const PRODUCT: &str = "INSERT INTO products (gtin, sku, name, brand, price_minor, currency, department, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    pub const STOCK: &str = "INSERT INTO stock (gtin, on_hand, reserved_bopis, aisle, bin, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    pub const CUSTOMER: &str = "INSERT INTO customers (customer_id, display_name, first_name, last_name, tier, points, preferences, consent, home_store, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    pub const CARD: &str = "INSERT INTO loyalty_cards (card_hash, customer_id, status) VALUES (?1, ?2, ?3)";
+    pub const WISH: &str = "INSERT INTO wishlist_items (customer_id, gtin, present, added_at_ms, channel, op_at_ms, op_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    pub const CART: &str = "INSERT INTO carts (customer_id, currency, updated_at_ms) VALUES (?1, ?2, ?3)";
+    pub const CART_LINE: &str = "INSERT INTO cart_lines (customer_id, line_no, gtin, qty, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)";
+    pub const ORDER: &str = "INSERT INTO orders (order_id, customer_id, kind, status, currency, total_minor, placed_at_ms, pickup_code_hash, pickup_deadline_ms, fulfilled_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    pub const ORDER_LINE: &str = "INSERT INTO order_lines (order_id, line_no, gtin, name, qty_ordered, qty_returned, qty_refused, unit_price_minor, final_sale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)";
+    pub const ASSOCIATE: &str =
+        "INSERT INTO associates (associate_id, name, role, pin_hash, active) VALUES (?1, ?2, ?3, ?4, ?5)";
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let customers = env_u64("STORE_BENCH_CUSTOMERS", if smoke { 3000 } else { 1_000_000 });
+    let products = env_u64("STORE_BENCH_PRODUCTS", if smoke { 1000 } else { 200_000 });
+    let lookups = if smoke { 2000 } else { 100_000 };
+
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let snapshot = data.join(format!("snapshot-{customers}c-{products}p-{SEED}.jsonl"));
+    let mut spec = SampleSpec::new(SEED, customers, products);
+    spec.reference_time_ms = REFERENCE_TIME_MS;
+    if !snapshot.exists() {
+        let t = Instant::now();
+        let tmp = snapshot.with_extension("partial");
+        sample::write_snapshot(&spec, &hasher(), std::fs::File::create(&tmp).unwrap()).unwrap();
+        std::fs::rename(&tmp, &snapshot).unwrap();
+        eprintln!(
+            "generated {} in {:.1} s",
+            snapshot.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let snapshot_bytes = std::fs::metadata(&snapshot).unwrap().len();
+
+    println!("## store benchmark: {customers} customers, {products} products");
+    println!();
+    println!(
+        "machine: {} cores ({}), snapshot {:.0} MB",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH,
+        snapshot_bytes as f64 / 1e6
+    );
+    println!();
+
+    // Import through the agent's own path, then the bare loop of the same rows.
+    let db = data.join(format!("store-{customers}c-{products}p.db"));
+    remove_db(&db);
+    let store = Store::open(StoreOptions::new(&db, hasher())).unwrap();
+    let report = store
+        .import_snapshot_blocking(&snapshot, ImportExpectations::default())
+        .unwrap();
+    store.close();
+    let import_secs = report.elapsed_ms as f64 / 1000.0;
+    let import_rate = report.records as f64 / import_secs;
+
+    let rows = decode_rows(&snapshot);
+    assert_eq!(rows.len() as u64, report.records);
+    let bare_db = data.join("bare.db");
+    let bare = bare_insert(&bare_db, &rows);
+    drop(rows);
+    remove_db(&bare_db);
+    let bare_rate = report.records as f64 / bare.as_secs_f64();
+
+    println!("| import | records | seconds | records/s |");
+    println!("|---|---|---|---|");
+    println!(
+        "| `store-agent import` (parse + validate + insert, one transaction) | {} | {import_secs:.2} | {import_rate:.0} |",
+        report.records
+    );
+    println!(
+        "| bare rusqlite prepared-statement loop, same rows pre-decoded | {} | {:.2} | {bare_rate:.0} |",
+        report.records,
+        bare.as_secs_f64()
+    );
+    println!(
+        "| **ratio import / bare** (target ≥ 0.5) | | | **{:.2}** |",
+        import_rate / bare_rate
+    );
+    println!();
+
+    // Open + first lookup, cold (file evicted from the page cache) and warm.
+    let first_card = sample::card_number(SEED, customers / 2);
+    let open_and_lookup = |cold: bool| {
+        if cold {
+            for suffix in ["", "-wal"] {
+                drop_from_page_cache(Path::new(&format!("{}{suffix}", db.display())));
+            }
+        }
+        let t = Instant::now();
+        let store = Store::open(StoreOptions::new(&db, hasher())).unwrap();
+        let hash = store.hasher().card_hash(&first_card);
+        let view = store
+            .reads()
+            .with(|c| queries::customer_view_by_card_hash(c, &hash))
+            .unwrap();
+        let elapsed = t.elapsed();
+        assert!(view.is_some());
+        store.close();
+        elapsed
+    };
+    let cold = open_and_lookup(true);
+    let warm = open_and_lookup(false);
+    println!("| open the database and serve the first customer view | ms |");
+    println!("|---|---|");
+    println!(
+        "| cold (database evicted from the page cache) (target < 300 ms) | {:.1} |",
+        cold.as_secs_f64() * 1e3
+    );
+    println!("| warm | {:.1} |", warm.as_secs_f64() * 1e3);
+    println!();
+
+    // Lookups on one read connection, as a screen request would use it.
+    let store = Store::open(StoreOptions::new(&db, hasher())).unwrap();
+    let gtins: Vec<String> = (0..lookups)
+        .map(|i| sample::product_gtin(SEED, (i as u64 * 104_729) % products))
+        .collect();
+    let product = measure(
+        "product by GTIN (scan form → 14 digits → product + stock)",
+        lookups,
+        |i| {
+            let g = &gtins[i % gtins.len()];
+            let p = store.reads().with(|c| queries::product_by_gtin(c, g)).unwrap();
+            black_box(p.unwrap());
+        },
+    );
+    let cards: Vec<String> = (0..lookups)
+        .map(|i| sample::card_number(SEED, (i as u64 * 7919) % customers))
+        .collect();
+    let view = measure(
+        "customer view by card number (HMAC → profile + wishlist with stock + cart + open orders)",
+        lookups,
+        |i| {
+            let hash = store.hasher().card_hash(&cards[i % cards.len()]);
+            let v = store
+                .reads()
+                .with(|c| queries::customer_view_by_card_hash(c, &hash))
+                .unwrap();
+            black_box(v.unwrap());
+        },
+    );
+    // The same view through the async API the screens use (spawn_blocking hop).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = std::sync::Arc::new(store);
+    let view_async = measure("customer view, async API from a tokio task", lookups / 4, |i| {
+        let hash = store.hasher().card_hash(&cards[i % cards.len()]);
+        let s = store.clone();
+        let v = rt
+            .block_on(async move {
+                s.reads()
+                    .read(move |c| queries::customer_view_by_card_hash(c, &hash))
+                    .await
+            })
+            .unwrap();
+        black_box(v.unwrap());
+    });
+    println!("| lookup | n | p50 µs | p99 µs | p99.9 µs | max µs |");
+    println!("|---|---|---|---|---|---|");
+    println!("{}", product.row());
+    println!("{}", view.row());
+    println!("{}", view_async.row());
+    println!();
+    println!("targets: product p99 < 50 µs; customer view p99 < 500 µs");
+    drop(rt);
+    if let Ok(store) = std::sync::Arc::try_unwrap(store) {
+        store.close();
+    }
+}

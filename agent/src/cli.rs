@@ -1,0 +1,468 @@
+//! The `store-agent` command line. `main` parses it and calls [`execute`];
+//! everything here returns errors instead of exiting so tests can drive it.
+
+use crate::config::{self, Config, DEFAULT_CONFIG_PATH};
+use crate::logging::{self, LogFormat};
+use crate::runtime;
+use crate::sample::{self, SampleSpec};
+use crate::store::snapshot::ImportExpectations;
+use crate::store::{self, KeyedHasher, Store};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The in-store retail edge agent.
+#[derive(Debug, Parser)]
+#[command(name = "store-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the configuration file is.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, env = "STORE_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run(ConfigArg),
+    /// Check configuration files.
+    Config {
+        /// The check.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Create, upgrade or check the database.
+    Db {
+        /// The database command.
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Write a deterministic sample store as a snapshot file.
+    SampleData(SampleDataArgs),
+    /// Load a snapshot file into the database, all or nothing (agent stopped).
+    Import {
+        /// The snapshot file.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show what the local store holds and what waits for the cloud.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try the agent with sample data, nothing to install.
+    Demo(DemoArgs),
+}
+
+/// `config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every problem in FILE with its key and line; exit 1 if there is any.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// `db …`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create a new database with the current schema.
+    Init(ConfigArg),
+    /// Apply pending schema migrations to an existing database.
+    Migrate(ConfigArg),
+    /// Check the database file for corruption and broken references; exit 1 if any.
+    Integrity {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Check this file instead of the configured database (no configuration needed).
+        #[arg(long)]
+        database: Option<PathBuf>,
+    },
+}
+
+/// `sample-data …`
+#[derive(Debug, Args)]
+pub struct SampleDataArgs {
+    /// Number of customers, each with a loyalty card.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: u64,
+    /// Number of catalogue products.
+    #[arg(long, default_value_t = 500)]
+    pub products: u64,
+    /// Seed: the same seed, sizes and reference time give the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The snapshot file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Take the tenant, store, currency and hashing key from this configuration
+    /// (otherwise the demo tenant and the public demo key).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// "Now" for the data, Unix milliseconds (default: the current time).
+    #[arg(long)]
+    pub reference_time_ms: Option<i64>,
+}
+
+/// `demo …`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's files here (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Customers in the sample store.
+    #[arg(long, default_value_t = 2000)]
+    pub customers: u64,
+    /// Products in the sample store.
+    #[arg(long, default_value_t = 500)]
+    pub products: u64,
+    /// Generate, import and print, then exit instead of running until Ctrl-C.
+    #[arg(long)]
+    pub no_run: bool,
+}
+
+/// Runs a parsed command line.
+pub fn execute(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(c) => run(&c.config),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(&file),
+        Command::Db { command } => match command {
+            DbCommand::Init(c) => db_init(&c.config),
+            DbCommand::Migrate(c) => db_migrate(&c.config),
+            DbCommand::Integrity { config, database } => db_integrity(&config.config, database.as_deref()),
+        },
+        Command::SampleData(args) => sample_data(&args),
+        Command::Import { file, config } => import(&file, &config.config),
+        Command::Status { config, json } => status(&config.config, json),
+        Command::Demo(args) => demo(&args),
+    }
+}
+
+/// Logging for the short commands: warnings and errors only, as text.
+fn init_cli_logging() {
+    let _ = logging::init(LogFormat::Text, "warn");
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nRun `store-agent config check {}` for details.",
+            path.display()
+        )
+    })
+}
+
+fn run(config_path: &Path) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    logging::init(config.logging.format, &config.logging.level)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("store-agent")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let stop = runtime::termination_signal()?;
+        runtime::run(config, stop, || {}).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_check(file: &Path) -> Result<ExitCode> {
+    let problems = config::check_file(file);
+    if problems.is_empty() {
+        println!("{}: ok", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        println!("{}: {p}", file.display());
+    }
+    eprintln!("{} problem(s) found.", problems.len());
+    Ok(ExitCode::from(1))
+}
+
+fn open_store(config: &Config) -> Result<Store> {
+    let options = runtime::store_options(config)?;
+    let path = options.path.clone();
+    Store::open(options).with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+fn db_init(config_path: &Path) -> Result<ExitCode> {
+    init_cli_logging();
+    let config = load_config(config_path)?;
+    let path = &config.database.path;
+    if path.exists() {
+        bail!(
+            "{} already exists; use `store-agent db migrate` to upgrade it, or remove it first",
+            path.display()
+        );
+    }
+    open_store(&config)?.close();
+    println!(
+        "Created {} at schema version {}.",
+        path.display(),
+        store::schema::latest_version()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_migrate(config_path: &Path) -> Result<ExitCode> {
+    init_cli_logging();
+    let config = load_config(config_path)?;
+    let path = &config.database.path;
+    if !path.exists() {
+        bail!(
+            "{} does not exist; create it with `store-agent db init`",
+            path.display()
+        );
+    }
+    let before = store::schema::current_version(&store::open_read_only(path)?)?;
+    open_store(&config)?.close();
+    let after = store::schema::latest_version();
+    if before == after {
+        println!("{} is up to date at schema version {after}.", path.display());
+    } else {
+        for m in store::schema::MIGRATIONS.iter().filter(|m| m.version > before) {
+            println!("Applied migration {}: {}.", m.version, m.description);
+        }
+        println!(
+            "{} migrated from schema version {before} to {after}.",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_integrity(config_path: &Path, database: Option<&Path>) -> Result<ExitCode> {
+    init_cli_logging();
+    let path = match database {
+        Some(p) => p.to_path_buf(),
+        None => load_config(config_path)?.database.path,
+    };
+    let conn = store::open_read_only(&path)?;
+    let problems = store::integrity_problems(&conn)?;
+    if problems.is_empty() {
+        println!("{}: ok", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        println!("{}: {p}", path.display());
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn sample_data(args: &SampleDataArgs) -> Result<ExitCode> {
+    init_cli_logging();
+    let mut spec = SampleSpec::new(args.seed, args.customers, args.products);
+    if let Some(t) = args.reference_time_ms {
+        spec.reference_time_ms = t;
+    }
+    let hasher = match &args.config {
+        Some(path) => {
+            let config = load_config(path)?;
+            spec.tenant_id = config.store.tenant_id.clone();
+            spec.store_id = config.store.store_id.clone();
+            spec.currency = config.store.currency.clone();
+            runtime::store_options(&config)?.hasher
+        }
+        None => demo_hasher(),
+    };
+    let file =
+        std::fs::File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let summary = sample::write_snapshot(&spec, &hasher, file)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&sample::summary_json(&summary))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo_hasher() -> KeyedHasher {
+    let key = hex::decode(sample::DEMO_HASH_KEY_HEX).expect("the demo key is hex");
+    KeyedHasher::new(&key).expect("the demo key is 32 bytes")
+}
+
+fn import(file: &Path, config_path: &Path) -> Result<ExitCode> {
+    init_cli_logging();
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let report = store.import_snapshot_blocking(
+        file,
+        ImportExpectations {
+            tenant_id: Some(config.store.tenant_id.clone()),
+            store_id: Some(config.store.store_id.clone()),
+        },
+    );
+    store.close();
+    let report = report?;
+    let rate = store::snapshot::rate_per_second(
+        report.records,
+        std::time::Duration::from_millis(report.elapsed_ms),
+    );
+    println!(
+        "Imported {} records from {} in {:.1} s ({rate} records/s):",
+        report.records,
+        file.display(),
+        report.elapsed_ms as f64 / 1000.0
+    );
+    for (kind, n) in &report.counts {
+        println!("  {kind:<16} {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
+    init_cli_logging();
+    let config = load_config(config_path)?;
+    let conn = store::open_read_only(&config.database.path)?;
+    let report = store::status::report(&conn)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_status(&report, crate::events::now_ms()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats a duration in milliseconds as "3 min", "2 h 5 min", "4 d".
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
+/// The text form of `store-agent status`.
+pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let c = &r.counts;
+    let _ = writeln!(out, "Schema version {}", r.schema_version);
+    let _ = writeln!(out, "\nLocal data");
+    for (name, n) in [
+        ("products", c.products),
+        ("stock records", c.stock),
+        ("customers", c.customers),
+        ("loyalty cards", c.loyalty_cards),
+        ("wishlist items", c.wishlist_items),
+        ("online carts", c.carts),
+        ("online orders", c.orders),
+        ("open pickups", c.open_pickups),
+        ("returns taken", c.returns),
+        ("POS transactions", c.pos_transactions),
+        ("associates", c.associates),
+        ("dead letters", c.dead_letters),
+    ] {
+        let _ = writeln!(out, "  {name:<18} {n:>10}");
+    }
+    let _ = writeln!(out, "\nOutbox (events waiting for the cloud)");
+    if r.outbox.is_empty() {
+        let _ = writeln!(out, "  nothing recorded yet");
+    }
+    for s in &r.outbox {
+        let oldest = s
+            .oldest_captured_at_ms
+            .map_or_else(|| "-".to_string(), |t| format!("oldest {} old", age(now_ms - t)));
+        let acked = s.acked_at_ms.map_or_else(
+            || "never acknowledged".to_string(),
+            |t| format!("last ack {} ago", age(now_ms - t)),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<18} {:>6} waiting  {oldest}; seq {} written, {} acknowledged, {acked}",
+            s.stream, s.depth, s.last_seq, s.acked_seq
+        );
+    }
+    let _ = writeln!(out, "\nCloud streams (last sync)");
+    if r.downlink.is_empty() {
+        let _ = writeln!(out, "  never synced");
+    }
+    for d in &r.downlink {
+        let _ = writeln!(
+            out,
+            "  {:<18} epoch {} seq {}, {} ago",
+            d.stream,
+            d.epoch,
+            d.last_seq,
+            age(now_ms - d.updated_at_ms)
+        );
+    }
+    out
+}
+
+fn demo(args: &DemoArgs) -> Result<ExitCode> {
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile_dir()?;
+            temp.clone()
+        }
+    };
+    let db = dir.join("store.db");
+    let snapshot = dir.join("sample-snapshot.jsonl");
+    let config_path = dir.join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "# Written by `store-agent demo`. Uses the public demo hashing key: never use it in a store.\n\
+             [store]\ntenant_id = \"demo-tenant\"\nstore_id = \"store-001\"\ndevice_id = \"demo-counter\"\n\n\
+             [database]\npath = {:?}\n\n[loyalty]\nhash_key = \"{}\"\n",
+            db.display().to_string(),
+            sample::DEMO_HASH_KEY_HEX
+        ),
+    )?;
+    println!("store-agent demo in {}", dir.display());
+    let _ = std::fs::remove_file(&db);
+    let _ = std::fs::remove_file(dir.join("store.db-wal"));
+    sample_data(&SampleDataArgs {
+        customers: args.customers,
+        products: args.products,
+        seed: 1,
+        out: snapshot.clone(),
+        config: Some(config_path.clone()),
+        reference_time_ms: None,
+    })?;
+    import(&snapshot, &config_path)?;
+    status(&config_path, false)?;
+    println!(
+        "\nWhat runs today: the local store (SQLite with the outbox). Not built yet: the screens,\n\
+         the device drivers and the cloud sync with the embedded broker; they come with their issues.\n\
+         Try: store-agent status --config {}",
+        config_path.display()
+    );
+    if args.no_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\nRunning the agent on the demo store; Ctrl-C stops it.");
+    run(&config_path)
+}
+
+/// A fresh directory under the system temp dir for the demo's files.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("store-agent-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

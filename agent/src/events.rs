@@ -1,0 +1,107 @@
+//! Events the store captures for the cloud, and the uplink streams they travel on.
+//!
+//! An event gets its idempotency key at the moment it is captured — when the scan,
+//! the POSLog file or the associate's click reaches the agent — not when it is
+//! sent. Every redelivery after that carries the same key, so the cloud can
+//! de-duplicate whatever the network did.
+
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// The current time as Unix milliseconds, the one time unit stored in the database.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An event with the identity it got when the agent first saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Captured<T> {
+    /// UUIDv7: unique, and sortable by capture time, which keeps the outbox's
+    /// unique index append-mostly.
+    pub idempotency_key: Uuid,
+    /// When the agent captured the event (Unix ms, the device's clock).
+    pub captured_at_ms: i64,
+    /// What happened.
+    pub event: T,
+}
+
+impl<T> Captured<T> {
+    /// Captures `event` now, with a fresh idempotency key.
+    pub fn now(event: T) -> Self {
+        Self::at(now_ms(), event)
+    }
+
+    /// Captures `event` at a given time (tests and replays pass their own clock).
+    pub fn at(captured_at_ms: i64, event: T) -> Self {
+        Captured {
+            idempotency_key: Uuid::now_v7(),
+            captured_at_ms,
+            event,
+        }
+    }
+}
+
+/// The device uplink streams that carry store events to the cloud. Each has its
+/// own sequence in the outbox, so a slow stream never holds up another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UplinkStream {
+    /// Completed POS transactions.
+    PosTransactions,
+    /// BOPIS order events: check-in, hand-over, refusal.
+    OrderEvents,
+    /// BORIS returns.
+    Returns,
+    /// Wishlist add/remove operations made in the store.
+    WishlistOps,
+}
+
+impl UplinkStream {
+    /// Every stream, in the order the uplink pump serves them: money first.
+    pub const ALL: [UplinkStream; 4] = [
+        UplinkStream::PosTransactions,
+        UplinkStream::Returns,
+        UplinkStream::OrderEvents,
+        UplinkStream::WishlistOps,
+    ];
+
+    /// The name used in the database and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UplinkStream::PosTransactions => "pos_transactions",
+            UplinkStream::OrderEvents => "order_events",
+            UplinkStream::Returns => "returns",
+            UplinkStream::WishlistOps => "wishlist_ops",
+        }
+    }
+}
+
+impl std::fmt::Display for UplinkStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_ordered_by_capture() {
+        let a = Captured::now(());
+        let b = Captured::now(());
+        assert_ne!(a.idempotency_key, b.idempotency_key);
+        assert_eq!(a.idempotency_key.get_version_num(), 7);
+        assert!(a.idempotency_key < b.idempotency_key);
+    }
+
+    #[test]
+    fn stream_names_match_serde() {
+        for s in UplinkStream::ALL {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+    }
+}

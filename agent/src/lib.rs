@@ -1,0 +1,16 @@
+//! store-agent: the in-store half of omnichannel retail.
+//!
+//! The library holds everything the `store-agent` binary does, so tests and
+//! benchmarks drive the same code: the local SQLite store with its transactional
+//! outbox ([`store`]), the pure domain rules ([`domain`]), configuration
+//! ([`config`]), the deterministic sample-data generator ([`sample`]) and the
+//! command line ([`cli`]). See ARCHITECTURE.md for the map and the invariants.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod logging;
+pub mod runtime;
+pub mod sample;
+pub mod store;

@@ -1,0 +1,81 @@
+//! The long-running agent (`store-agent run`).
+//!
+//! Today the agent opens and migrates the local store, keeps it open for the
+//! parts that use it, and shuts down cleanly: on SIGTERM or SIGINT it stops,
+//! lets the writer finish queued work, checkpoints the WAL into the database file
+//! and exits 0. Device drivers, the cloud sync and the screens are started here
+//! as they are built (see ARCHITECTURE.md).
+
+use crate::config::Config;
+use crate::domain::returns::ReturnPolicy;
+use crate::store::{KeyedHasher, Store, StoreOptions};
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the store options from the configuration.
+pub fn store_options(config: &Config) -> Result<StoreOptions> {
+    let key = config
+        .loyalty
+        .hash_key_bytes()
+        .context("loyalty.hash_key is not set (config check explains how to set it)")?;
+    let hasher = KeyedHasher::new(&key).context("loyalty.hash_key is shorter than 32 bytes")?;
+    Ok(StoreOptions {
+        path: config.database.path.clone(),
+        read_connections: config.database.read_connections,
+        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+        hasher,
+        return_policy: ReturnPolicy {
+            window_days: config.returns.window_days,
+        },
+    })
+}
+
+/// Runs the agent until `shutdown` completes, then stops cleanly.
+///
+/// Takes its shutdown signal as a future (as mini-redis's `run` does) so tests can
+/// stop it without sending signals. `on_ready` is called once the store is open.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: impl FnOnce()) -> Result<()> {
+    let options = store_options(&config)?;
+    let path = options.path.clone();
+    // Opening migrates the schema: file I/O, off the async runtime.
+    let store = tokio::task::spawn_blocking(move || Store::open(options))
+        .await
+        .context("the store opening task failed")?
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    let store = Arc::new(store);
+    tracing::info!(
+        store_id = %config.store.store_id,
+        device_id = %config.store.device_id,
+        database = %path.display(),
+        "Agent ready."
+    );
+    on_ready();
+
+    shutdown.await;
+    tracing::info!("Shutting down.");
+    let store =
+        Arc::try_unwrap(store).map_err(|_| anyhow::anyhow!("the store is still in use at shutdown"))?;
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .context("the store closing task failed")?;
+    tracing::info!("Stopped cleanly.");
+    Ok(())
+}
+
+/// Registers for SIGTERM (systemd's stop) and SIGINT (Ctrl-C) now, and returns a
+/// future that completes on the first of them. Registering before the slow parts of
+/// start-up means a stop request during start-up is not lost. Call it inside the
+/// runtime.
+pub fn termination_signal() -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "Stop requested."),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "Stop requested."),
+        }
+    })
+}

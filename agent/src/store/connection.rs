@@ -1,0 +1,47 @@
+//! Opening SQLite connections with the settings every part of the agent relies on.
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// How a connection is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The single write connection, owned by the writer thread.
+    Write,
+    /// A query connection: SQLite refuses any write through it.
+    ReadOnly,
+}
+
+/// Opens `path` with the agent's pragmas.
+///
+/// WAL lets readers run beside the writer; `synchronous=FULL` makes a commit
+/// durable before it returns, which the outbox promise needs (NORMAL could lose the
+/// last commits on power loss, and a POS transaction the agent acknowledged is
+/// exactly such a commit).
+pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let flags = match access {
+        Access::Write => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // Keep temporary b-trees (sorts, big IN lists) in memory; the data is small.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // A larger statement cache: the screens' queries are few and hot.
+    conn.set_prepared_statement_cache_capacity(64);
+    if access == Access::Write {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode WAL not available (got {mode}); is the database on a network file system?"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Erased customers must not linger in free pages (see ARCHITECTURE.md, privacy).
+        conn.pragma_update(None, "secure_delete", true)?;
+    }
+    Ok(conn)
+}

@@ -1,0 +1,597 @@
+//! What the store records for the cloud: POS transactions, BOPIS order events,
+//! BORIS returns and wishlist edits.
+//!
+//! Each `record_*` function follows one shape, [`record_event`]: open a
+//! `BEGIN IMMEDIATE` transaction, apply the state change, append the outbox row
+//! with the event's idempotency key, commit. If anything fails in between, the
+//! transaction rolls back and neither the change nor the outbox row exists.
+
+use super::{StoreError, outbox};
+use crate::domain::bopis::{self, OrderEvent, OrderStatus, PickupContext};
+use crate::domain::money::Currency;
+use crate::domain::returns::{
+    Decision, ManagerOverride, RequestedLine, ReturnPolicy, ReturnRequest, ReturnableLine, ReturnableOrder,
+};
+use crate::domain::wishlist::{self, ItemState, WishlistAction, WishlistOp};
+use crate::events::{Captured, UplinkStream, now_ms};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Recorded {
+    /// Written, with its outbox row at `seq` of `stream`.
+    New {
+        /// The uplink stream.
+        stream: UplinkStream,
+        /// Its sequence number there.
+        seq: i64,
+    },
+    /// Already recorded earlier; nothing was written.
+    Duplicate,
+}
+
+/// The result of a state change: something to report, or nothing new.
+enum Applied {
+    Changed,
+    AlreadyRecorded,
+}
+
+/// Runs `apply` and appends the event to the outbox in one transaction. An event
+/// whose idempotency key is still in the outbox is a redelivery: nothing is done.
+fn record_event<E: Serialize>(
+    conn: &mut Connection,
+    stream: UplinkStream,
+    kind: &str,
+    captured: &Captured<E>,
+    apply: impl FnOnce(&Transaction<'_>) -> Result<Applied, StoreError>,
+) -> Result<Recorded, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if outbox::contains_key(&tx, &captured.idempotency_key)? {
+        return Ok(Recorded::Duplicate);
+    }
+    match apply(&tx)? {
+        Applied::Changed => {
+            let seq = outbox::enqueue(&tx, stream, kind, captured, now_ms())?;
+            tx.commit()?;
+            Ok(Recorded::New { stream, seq })
+        }
+        // Dropping the transaction rolls back; nothing was written anyway.
+        Applied::AlreadyRecorded => Ok(Recorded::Duplicate),
+    }
+}
+
+/// A completed POS transaction, as the POS feed delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosTransaction {
+    /// The retail store (business unit) of the POS.
+    pub store_id: String,
+    /// The POS workstation (register) id.
+    pub workstation: String,
+    /// The POS's own sequence number within the business day.
+    pub sequence_number: i64,
+    /// The business day, `YYYY-MM-DD`.
+    pub business_day: String,
+    /// `sale`, `return`, `void`, `control`, … as the POS says.
+    pub kind: String,
+    /// The cashier.
+    pub operator_id: Option<String>,
+    /// The identified customer, if a loyalty card was presented.
+    pub customer_id: Option<String>,
+    /// ISO 4217 code of all amounts.
+    pub currency: String,
+    /// Grand total in minor units (negative for a refund).
+    pub total_minor: i64,
+    /// Tax included in the total.
+    pub tax_minor: i64,
+    /// When the POS closed the transaction.
+    pub occurred_at_ms: Option<i64>,
+    /// The lines.
+    pub lines: Vec<PosLine>,
+}
+
+/// One line of a POS transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosLine {
+    /// `sale`, `return`, `tender`, `tax`, `loyalty`, `discount`, …
+    pub kind: String,
+    /// The item, for item lines (any GTIN form; stored as given).
+    pub gtin: Option<String>,
+    /// Text from the POS.
+    pub description: Option<String>,
+    /// Quantity in thousandths (weighed goods).
+    pub quantity_milli: i64,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+}
+
+pub(super) fn record_pos_transaction(
+    conn: &mut Connection,
+    captured: &Captured<PosTransaction>,
+) -> Result<Recorded, StoreError> {
+    let t = &captured.event;
+    Currency::new(&t.currency).map_err(|e| StoreError::invalid("pos_transaction.currency", e.to_string()))?;
+    time::Date::parse(
+        &t.business_day,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|e| {
+        StoreError::invalid(
+            "pos_transaction.business_day",
+            format!("{:?} is not a YYYY-MM-DD date: {e}", t.business_day),
+        )
+    })?;
+    for (field, value) in [
+        ("store_id", &t.store_id),
+        ("workstation", &t.workstation),
+        ("kind", &t.kind),
+    ] {
+        if value.trim().is_empty() {
+            return Err(StoreError::invalid(
+                format!("pos_transaction.{field}"),
+                "must not be empty",
+            ));
+        }
+    }
+    let tx_id = captured.idempotency_key.to_string();
+    record_event(
+        conn,
+        UplinkStream::PosTransactions,
+        "pos_transaction",
+        captured,
+        |tx| {
+            let known: Option<String> = tx
+                .prepare_cached(
+                    "SELECT tx_id FROM pos_transactions WHERE tx_id = ?1
+                 OR (store_id = ?2 AND workstation = ?3 AND business_day = ?4 AND sequence_number = ?5)",
+                )?
+                .query_row(
+                    params![
+                        tx_id,
+                        t.store_id,
+                        t.workstation,
+                        t.business_day,
+                        t.sequence_number
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_some() {
+                return Ok(Applied::AlreadyRecorded);
+            }
+            tx.prepare_cached(
+            "INSERT INTO pos_transactions (tx_id, store_id, workstation, sequence_number, business_day, kind,
+                operator_id, customer_id, currency, total_minor, tax_minor, occurred_at_ms, recorded_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            tx_id,
+            t.store_id,
+            t.workstation,
+            t.sequence_number,
+            t.business_day,
+            t.kind,
+            t.operator_id,
+            t.customer_id,
+            t.currency,
+            t.total_minor,
+            t.tax_minor,
+            t.occurred_at_ms,
+            captured.captured_at_ms
+        ])?;
+            let mut line = tx.prepare_cached(
+            "INSERT INTO pos_lines (tx_id, line_no, kind, gtin, description, quantity_milli, amount_minor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+            for (i, l) in t.lines.iter().enumerate() {
+                line.execute(params![
+                    tx_id,
+                    i as i64 + 1,
+                    l.kind,
+                    l.gtin,
+                    l.description,
+                    l.quantity_milli,
+                    l.amount_minor
+                ])?;
+            }
+            Ok(Applied::Changed)
+        },
+    )
+}
+
+/// A BOPIS order event from the console or the kiosk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderUpdate {
+    /// The order.
+    pub order_id: String,
+    /// What happened.
+    pub event: OrderEvent,
+    /// The associate who did it (none for a kiosk check-in or an automatic expiry).
+    pub associate_id: Option<String>,
+}
+
+/// What an order event changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderEventOutcome {
+    /// State before.
+    pub from: OrderStatus,
+    /// State after.
+    pub to: OrderStatus,
+    /// The outbox position of the event.
+    pub recorded: Recorded,
+}
+
+/// The event as the cloud receives it: the update plus the transition it caused.
+#[derive(Serialize)]
+struct OrderEventPayload<'a> {
+    order_id: &'a str,
+    #[serde(flatten)]
+    event: &'a OrderEvent,
+    from: OrderStatus,
+    to: OrderStatus,
+    associate_id: Option<&'a str>,
+}
+
+pub(super) fn record_order_event(
+    conn: &mut Connection,
+    captured: &Captured<OrderUpdate>,
+) -> Result<OrderEventOutcome, StoreError> {
+    let u = &captured.event;
+    let at = captured.captured_at_ms;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (status, deadline, kind): (String, Option<i64>, String) = tx
+        .prepare_cached("SELECT status, pickup_deadline_ms, kind FROM orders WHERE order_id = ?1")?
+        .query_row([&u.order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "order",
+            id: u.order_id.clone(),
+        })?;
+    if kind != "bopis" {
+        return Err(StoreError::invalid(
+            "order_event.order_id",
+            format!("order {} is a delivered order, not a store pickup", u.order_id),
+        ));
+    }
+    let from: OrderStatus = status
+        .parse()
+        .map_err(|e| StoreError::Internal(format!("order {} has an unknown status: {e}", u.order_id)))?;
+    let lines: Vec<(u32, i64, String)> = tx
+        .prepare_cached(
+            "SELECT line_no, qty_ordered, gtin FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
+        )?
+        .query_map([&u.order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let line_numbers: Vec<u32> = lines.iter().map(|l| l.0).collect();
+    let to = bopis::transition(
+        from,
+        &u.event,
+        &PickupContext {
+            now_ms: at,
+            pickup_deadline_ms: deadline,
+            line_numbers: &line_numbers,
+        },
+    )?;
+    tx.prepare_cached("UPDATE orders SET status = ?2, updated_at_ms = ?3 WHERE order_id = ?1")?
+        .execute(params![u.order_id, to.as_str(), at])?;
+    if let OrderEvent::HandOver { refused_lines } = &u.event {
+        // Handed-over units leave the shelf count and the reservation; refused
+        // units go back to the shelf (only the reservation is released).
+        tx.prepare_cached("UPDATE orders SET fulfilled_at_ms = ?2 WHERE order_id = ?1")?
+            .execute(params![u.order_id, at])?;
+        for (line_no, qty, gtin) in &lines {
+            let refused = refused_lines.contains(line_no);
+            if refused {
+                tx.prepare_cached(
+                    "UPDATE order_lines SET qty_refused = qty_ordered WHERE order_id = ?1 AND line_no = ?2",
+                )?
+                .execute(params![u.order_id, line_no])?;
+            }
+            let handed = if refused { 0 } else { *qty };
+            tx.prepare_cached(
+                "UPDATE stock SET on_hand = on_hand - ?2, reserved_bopis = max(reserved_bopis - ?3, 0),
+                 updated_at_ms = ?4 WHERE gtin = ?1",
+            )?
+            .execute(params![gtin, handed, qty, at])?;
+        }
+    }
+    if matches!(to, OrderStatus::Expired | OrderStatus::Cancelled) {
+        for (_, qty, gtin) in &lines {
+            tx.prepare_cached(
+                "UPDATE stock SET reserved_bopis = max(reserved_bopis - ?2, 0), updated_at_ms = ?3 WHERE gtin = ?1",
+            )?
+            .execute(params![gtin, qty, at])?;
+        }
+    }
+    let payload = Captured {
+        idempotency_key: captured.idempotency_key,
+        captured_at_ms: at,
+        event: OrderEventPayload {
+            order_id: &u.order_id,
+            event: &u.event,
+            from,
+            to,
+            associate_id: u.associate_id.as_deref(),
+        },
+    };
+    let seq = outbox::enqueue(&tx, UplinkStream::OrderEvents, u.event.name(), &payload, now_ms())?;
+    tx.commit()?;
+    Ok(OrderEventOutcome {
+        from,
+        to,
+        recorded: Recorded::New {
+            stream: UplinkStream::OrderEvents,
+            seq,
+        },
+    })
+}
+
+/// Where returned goods go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Back on the shelf: the stock count goes up.
+    Restock,
+    /// Not sellable: recorded, stock unchanged.
+    Damaged,
+}
+
+impl Disposition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Restock => "restock",
+            Disposition::Damaged => "damaged",
+        }
+    }
+}
+
+/// A BORIS return as the associate enters it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReturnRecord {
+    /// The online order the goods came from.
+    pub order_id: String,
+    /// Which lines and how many units.
+    pub lines: Vec<RequestedLine>,
+    /// Why the customer returns them (from the reason list).
+    pub reason: String,
+    /// Condition noted by the associate.
+    pub condition: String,
+    /// Restock or damaged.
+    pub disposition: Disposition,
+    /// How the cloud should refund: original tender, gift card, …
+    pub refund_method: String,
+    /// Who took the return.
+    pub associate_id: Option<String>,
+    /// A manager's override of an overridable refusal.
+    pub manager_override: Option<ManagerOverride>,
+}
+
+/// A recorded return.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReturnOutcome {
+    /// The policy decision (allowed, possibly with overridden reasons); `None`
+    /// for a redelivered return that was recorded before.
+    pub decision: Option<Decision>,
+    /// The outbox position.
+    pub recorded: Recorded,
+}
+
+#[derive(Serialize)]
+struct ReturnPayload<'a> {
+    return_id: String,
+    #[serde(flatten)]
+    record: &'a ReturnRecord,
+    refund_minor: i64,
+    currency: &'a str,
+    overridden: Vec<String>,
+}
+
+pub(super) fn record_return(
+    conn: &mut Connection,
+    policy: &ReturnPolicy,
+    captured: &Captured<ReturnRecord>,
+) -> Result<ReturnOutcome, StoreError> {
+    let r = &captured.event;
+    let return_id = captured.idempotency_key.to_string();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let already: bool = tx
+        .prepare_cached("SELECT 1 FROM returns WHERE return_id = ?1")?
+        .query_row([&return_id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    let (fulfilled_at_ms, currency): (Option<i64>, String) = tx
+        .prepare_cached("SELECT fulfilled_at_ms, currency FROM orders WHERE order_id = ?1")?
+        .query_row([&r.order_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "order",
+            id: r.order_id.clone(),
+        })?;
+    let lines: Vec<ReturnableLine> = tx
+        .prepare_cached(
+            "SELECT line_no, gtin, qty_ordered - qty_refused, qty_returned, final_sale, unit_price_minor
+             FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
+        )?
+        .query_map([&r.order_id], |row| {
+            Ok(ReturnableLine {
+                line_no: row.get(0)?,
+                gtin: row.get(1)?,
+                ordered_qty: row.get(2)?,
+                returned_qty: row.get(3)?,
+                final_sale: row.get(4)?,
+                unit_price_minor: row.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    if already {
+        // A redelivered return: it was checked and written the first time.
+        drop(tx);
+        return Ok(ReturnOutcome {
+            decision: None,
+            recorded: Recorded::Duplicate,
+        });
+    }
+    let decision = policy.check(
+        &ReturnableOrder {
+            fulfilled_at_ms,
+            lines: &lines,
+        },
+        &ReturnRequest {
+            lines: &r.lines,
+            now_ms: captured.captured_at_ms,
+            manager_override: r.manager_override.as_ref(),
+        },
+    );
+    if !decision.allowed {
+        return Err(StoreError::ReturnRefused(Box::new(decision)));
+    }
+    for field in [
+        ("return.reason", &r.reason),
+        ("return.condition", &r.condition),
+        ("return.refund_method", &r.refund_method),
+    ] {
+        if field.1.trim().is_empty() {
+            return Err(StoreError::invalid(field.0, "must not be empty"));
+        }
+    }
+    let (by, why) = match (&r.manager_override, decision.overridden.is_empty()) {
+        (Some(o), false) => (Some(o.associate_id.as_str()), Some(o.reason.as_str())),
+        _ => (None, None),
+    };
+    tx.prepare_cached(
+        "INSERT INTO returns (return_id, order_id, reason, condition, disposition, refund_method, refund_minor,
+            currency, status, associate_id, override_by, override_reason, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'recorded', ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        return_id,
+        r.order_id,
+        r.reason,
+        r.condition,
+        r.disposition.as_str(),
+        r.refund_method,
+        decision.refund_minor,
+        currency,
+        r.associate_id,
+        by,
+        why,
+        captured.captured_at_ms
+    ])?;
+    for l in &r.lines {
+        tx.prepare_cached("INSERT INTO return_lines (return_id, line_no, qty) VALUES (?1, ?2, ?3)")?
+            .execute(params![return_id, l.line_no, l.qty])?;
+        tx.prepare_cached(
+            "UPDATE order_lines SET qty_returned = qty_returned + ?3 WHERE order_id = ?1 AND line_no = ?2",
+        )?
+        .execute(params![r.order_id, l.line_no, l.qty])?;
+        if r.disposition == Disposition::Restock {
+            let gtin = &lines
+                .iter()
+                .find(|x| x.line_no == l.line_no)
+                .map(|x| x.gtin.clone());
+            tx.prepare_cached("UPDATE stock SET on_hand = on_hand + ?2, updated_at_ms = ?3 WHERE gtin = ?1")?
+                .execute(params![gtin, l.qty, captured.captured_at_ms])?;
+        }
+    }
+    let payload = Captured {
+        idempotency_key: captured.idempotency_key,
+        captured_at_ms: captured.captured_at_ms,
+        event: ReturnPayload {
+            return_id: return_id.clone(),
+            record: r,
+            refund_minor: decision.refund_minor,
+            currency: &currency,
+            overridden: decision.overridden.iter().map(|x| x.to_string()).collect(),
+        },
+    };
+    let seq = outbox::enqueue(&tx, UplinkStream::Returns, "return", &payload, now_ms())?;
+    tx.commit()?;
+    Ok(ReturnOutcome {
+        decision: Some(decision),
+        recorded: Recorded::New {
+            stream: UplinkStream::Returns,
+            seq,
+        },
+    })
+}
+
+/// A wishlist edit made in the store (console or kiosk).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WishlistEdit {
+    /// Whose wishlist.
+    pub customer_id: String,
+    /// The item, any GTIN form.
+    pub gtin: String,
+    /// Add or remove.
+    pub action: WishlistAction,
+    /// `store-console` or `store-kiosk`.
+    pub channel: String,
+}
+
+pub(super) fn record_wishlist_edit(
+    conn: &mut Connection,
+    captured: &Captured<WishlistEdit>,
+) -> Result<Recorded, StoreError> {
+    let e = &captured.event;
+    let gtin = super::entities::gtin14("wishlist_edit.gtin", &e.gtin)?;
+    let op = WishlistOp {
+        customer_id: e.customer_id.clone(),
+        gtin: gtin.clone(),
+        action: e.action,
+        at_ms: captured.captured_at_ms,
+        op_id: captured.idempotency_key.to_string(),
+        channel: e.channel.clone(),
+    };
+    let op_captured = Captured {
+        idempotency_key: captured.idempotency_key,
+        captured_at_ms: captured.captured_at_ms,
+        event: op.clone(),
+    };
+    record_event(
+        conn,
+        UplinkStream::WishlistOps,
+        "wishlist_op",
+        &op_captured,
+        |tx| {
+            apply_wishlist_op(tx, &op)?;
+            // Every op captured here goes to the cloud, even one that loses locally
+            // to a newer cloud edit: the cloud applies the same rule and converges.
+            Ok(Applied::Changed)
+        },
+    )
+}
+
+/// Applies a wishlist op (from the store or, later, the cloud) with the merge rule
+/// of `domain::wishlist`. Returns whether the stored state changed.
+pub(crate) fn apply_wishlist_op(tx: &Transaction<'_>, op: &WishlistOp) -> Result<bool, StoreError> {
+    let current: Option<ItemState> = tx
+        .prepare_cached(
+            "SELECT present, op_at_ms, op_id, added_at_ms, channel FROM wishlist_items
+             WHERE customer_id = ?1 AND gtin = ?2",
+        )?
+        .query_row(params![op.customer_id, op.gtin], |r| {
+            Ok(ItemState {
+                present: r.get(0)?,
+                at_ms: r.get(1)?,
+                op_id: r.get(2)?,
+                added_at_ms: r.get(3)?,
+                channel: r.get(4)?,
+            })
+        })
+        .optional()?;
+    let Some(next) = wishlist::apply(current.as_ref(), op) else {
+        return Ok(false);
+    };
+    tx.prepare_cached(super::entities::sql::WISHLIST_ITEM)?
+        .execute(params![
+            op.customer_id,
+            op.gtin,
+            next.present,
+            next.added_at_ms,
+            next.channel,
+            next.at_ms,
+            next.op_id
+        ])?;
+    Ok(true)
+}

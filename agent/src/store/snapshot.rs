@@ -1,0 +1,494 @@
+//! Snapshot files: the whole cached state of a store in one file, loaded all or
+//! nothing.
+//!
+//! Format (version 1): JSON Lines, UTF-8.
+//! * Line 1, the header: `{"snapshot":"store-agent","format":1,"tenant_id":…,
+//!   "store_id":…,"created_at_ms":…,"key_fingerprint":…,"streams":{…}}`.
+//!   `key_fingerprint` names the tenant key the card and pickup-code hashes were
+//!   made with; `streams` gives, per cloud stream, the `(epoch, seq)` the snapshot
+//!   is consistent at, so the sync can apply later deltas on top.
+//! * Then one record per line, externally tagged: `{"product":{…}}`,
+//!   `{"stock":{…}}`, `{"customer":{…}}`, `{"loyalty_card":{…}}`,
+//!   `{"wishlist_item":{…}}`, `{"cart":{…}}`, `{"order":{…}}`, `{"associate":{…}}`
+//!   (fields in [`super::entities`]).
+//! * Last, `{"end":{"records":N}}` with the number of records before it. A file
+//!   without it was cut short and is refused.
+//!
+//! Import replaces every cached cloud entity (not the outbox, POS transactions or
+//! returns recorded here) in one `BEGIN IMMEDIATE` transaction: a bad record, a
+//! truncated file or a killed process leaves the database exactly as it was.
+//! Parsing runs on its own thread and hands batches to the writer thread, so JSON
+//! decoding and SQLite inserts use both cores of a small device.
+
+use super::StoreError;
+use super::entities::{
+    AssociateRecord, CartRecord, CustomerRecord, Entity, LoyaltyCardRecord, OrderRecord, ProductRecord,
+    StockRecord, WishlistItemRecord,
+};
+use crate::events::now_ms;
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// The value of the header's `snapshot` key.
+pub const MAGIC: &str = "store-agent";
+/// The format version this build reads and writes.
+pub const FORMAT: u32 = 1;
+
+/// Where a stream's snapshot stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPosition {
+    /// The cloud's epoch of the stream (changes when the cloud rebuilds it).
+    pub epoch: String,
+    /// The last seq included.
+    pub seq: i64,
+}
+
+/// The first line of a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotHeader {
+    /// Always [`MAGIC`].
+    pub snapshot: String,
+    /// Always [`FORMAT`] for files this build writes.
+    pub format: u32,
+    /// The tenant (retailer).
+    pub tenant_id: String,
+    /// The store the data is for.
+    pub store_id: String,
+    /// When the snapshot was made.
+    pub created_at_ms: i64,
+    /// [`super::KeyedHasher::fingerprint`] of the key the hashes were made with.
+    pub key_fingerprint: String,
+    /// Per cloud stream, the position the snapshot is consistent at.
+    pub streams: BTreeMap<String, StreamPosition>,
+}
+
+/// One record line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SnapshotRecord {
+    /// A catalogue product.
+    Product(ProductRecord),
+    /// Stock here.
+    Stock(StockRecord),
+    /// A customer.
+    Customer(CustomerRecord),
+    /// A loyalty card hash.
+    LoyaltyCard(LoyaltyCardRecord),
+    /// A wishlist item.
+    WishlistItem(WishlistItemRecord),
+    /// An online cart.
+    Cart(CartRecord),
+    /// An online order.
+    Order(OrderRecord),
+    /// A store associate.
+    Associate(AssociateRecord),
+    /// The trailer.
+    End(EndRecord),
+}
+
+/// The trailer: proof the file is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndRecord {
+    /// Records between header and trailer.
+    pub records: u64,
+}
+
+/// Why a snapshot was refused. Nothing was changed.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// The file could not be read.
+    #[error("cannot read snapshot {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not what the format says.
+    #[error("snapshot {path}, line {line}: {message}")]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file ends before its trailer.
+    #[error(
+        "snapshot {path} is incomplete: it ends at line {lines} without its end record; was the copy cut short?"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Lines read.
+        lines: u64,
+    },
+    /// The header does not fit this agent.
+    #[error("snapshot {path} does not fit this agent: {message}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs.
+        message: String,
+    },
+}
+
+/// What the agent expects of a snapshot besides its format.
+#[derive(Debug, Clone, Default)]
+pub struct ImportExpectations {
+    /// When set, the header's tenant must be this one.
+    pub tenant_id: Option<String>,
+    /// When set, the header's store must be this one.
+    pub store_id: Option<String>,
+}
+
+/// What an import loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Records per kind.
+    pub counts: BTreeMap<&'static str, u64>,
+    /// All records.
+    pub records: u64,
+    /// Wall time, milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl SnapshotRecord {
+    fn kind(&self) -> &'static str {
+        match self {
+            SnapshotRecord::Product(_) => "products",
+            SnapshotRecord::Stock(_) => "stock",
+            SnapshotRecord::Customer(_) => "customers",
+            SnapshotRecord::LoyaltyCard(_) => "loyalty_cards",
+            SnapshotRecord::WishlistItem(_) => "wishlist_items",
+            SnapshotRecord::Cart(_) => "carts",
+            SnapshotRecord::Order(_) => "orders",
+            SnapshotRecord::Associate(_) => "associates",
+            SnapshotRecord::End(_) => "end",
+        }
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>, now_ms: i64) -> Result<(), StoreError> {
+        match self {
+            SnapshotRecord::Product(r) => r.write(tx, now_ms),
+            SnapshotRecord::Stock(r) => r.write(tx, now_ms),
+            SnapshotRecord::Customer(r) => r.write(tx, now_ms),
+            SnapshotRecord::LoyaltyCard(r) => r.write(tx, now_ms),
+            SnapshotRecord::WishlistItem(r) => r.write(tx, now_ms),
+            SnapshotRecord::Cart(r) => r.write(tx, now_ms),
+            SnapshotRecord::Order(r) => r.write(tx, now_ms),
+            SnapshotRecord::Associate(r) => r.write(tx, now_ms),
+            SnapshotRecord::End(_) => Ok(()),
+        }
+    }
+}
+
+/// The tables a snapshot replaces, children before parents.
+const REPLACED_TABLES: &[&str] = &[
+    "cart_lines",
+    "carts",
+    "order_lines",
+    "orders",
+    "wishlist_items",
+    "loyalty_cards",
+    "customers",
+    "stock",
+    "products",
+    "associates",
+];
+
+/// Writes snapshot files line by line.
+pub struct SnapshotWriter<W: Write> {
+    out: W,
+    records: u64,
+}
+
+impl<W: Write> SnapshotWriter<W> {
+    /// Starts a file with its header.
+    pub fn new(mut out: W, header: &SnapshotHeader) -> std::io::Result<Self> {
+        serde_json::to_writer(&mut out, header)?;
+        out.write_all(b"\n")?;
+        Ok(SnapshotWriter { out, records: 0 })
+    }
+
+    /// Appends a record.
+    pub fn record(&mut self, record: &SnapshotRecord) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes the trailer and returns the writer and the record count.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        serde_json::to_writer(
+            &mut self.out,
+            &SnapshotRecord::End(EndRecord {
+                records: self.records,
+            }),
+        )?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok((self.out, self.records))
+    }
+}
+
+/// How many parsed records travel to the writer thread at once.
+const BATCH: usize = 2048;
+
+type Batch = Vec<(u64, SnapshotRecord)>;
+
+/// Reads the header and streams parsed batches to `tx`. Stops at the first
+/// error, which it sends as the last item.
+fn parse_file(
+    path: &Path,
+    header_tx: mpsc::SyncSender<Result<SnapshotHeader, SnapshotError>>,
+    tx: mpsc::SyncSender<Result<Batch, SnapshotError>>,
+) {
+    let read_err = |source| SnapshotError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = header_tx.send(Err(read_err(e)));
+            return;
+        }
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    let line_err = |n: u64, message: String| SnapshotError::Line {
+        path: path.to_path_buf(),
+        line: n,
+        message,
+    };
+    match reader.read_line(&mut line) {
+        Err(e) => {
+            let _ = header_tx.send(Err(read_err(e)));
+            return;
+        }
+        Ok(0) => {
+            let _ = header_tx.send(Err(line_err(1, "the file is empty".into())));
+            return;
+        }
+        Ok(_) => {}
+    }
+    let header = serde_json::from_str::<SnapshotHeader>(&line)
+        .map_err(|e| line_err(1, format!("not a snapshot header: {e}")));
+    let ok = header.is_ok();
+    if header_tx.send(header).is_err() || !ok {
+        return;
+    }
+    let mut n = 1u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Err(e) => {
+                let _ = tx.send(Err(read_err(e)));
+                return;
+            }
+            Ok(0) => break,
+            Ok(_) => {}
+        }
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<SnapshotRecord>(&line) {
+            Ok(r) => batch.push((n, r)),
+            Err(e) => {
+                let _ = tx.send(Ok(std::mem::take(&mut batch)));
+                let _ = tx.send(Err(line_err(n, e.to_string())));
+                return;
+            }
+        }
+        if batch.len() == BATCH
+            && tx
+                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                .is_err()
+        {
+            return;
+        }
+    }
+    let _ = tx.send(Ok(batch));
+}
+
+/// Imports `path` into the database behind `conn` (the writer's connection).
+pub(super) fn import(
+    conn: &mut Connection,
+    path: &Path,
+    key_fingerprint: &str,
+    expect: &ImportExpectations,
+) -> Result<ImportReport, StoreError> {
+    let started = Instant::now();
+    let (header_tx, header_rx) = mpsc::sync_channel(1);
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<Result<Batch, SnapshotError>>(8);
+    let parser = {
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("snapshot-parser".into())
+            .spawn(move || parse_file(&path, header_tx, batch_tx))
+            .map_err(|source| StoreError::Io {
+                context: "cannot start the snapshot parser thread".into(),
+                source,
+            })?
+    };
+    // Whatever happens below, the parser must not outlive the import: dropping
+    // the receiver makes its next send fail and it stops.
+    let result = (|| {
+        let header = header_rx
+            .recv()
+            .map_err(|_| StoreError::Internal("snapshot parser stopped".into()))??;
+        check_header(path, &header, key_fingerprint, expect)?;
+        load(conn, path, &header, batch_rx)
+    })();
+    let _ = parser.join();
+    let mut report = result?;
+    report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+fn check_header(
+    path: &Path,
+    h: &SnapshotHeader,
+    fingerprint: &str,
+    expect: &ImportExpectations,
+) -> Result<(), SnapshotError> {
+    let mismatch = |message: String| SnapshotError::Mismatch {
+        path: path.to_path_buf(),
+        message,
+    };
+    if h.snapshot != MAGIC {
+        return Err(mismatch(format!(
+            "the header names {:?}, not {MAGIC:?}",
+            h.snapshot
+        )));
+    }
+    if h.format != FORMAT {
+        return Err(mismatch(format!(
+            "format version {} is not supported (this agent reads version {FORMAT})",
+            h.format
+        )));
+    }
+    if h.key_fingerprint != fingerprint {
+        return Err(mismatch(format!(
+            "its card hashes were made with the key whose fingerprint is {}, but this agent's key is {fingerprint}; \
+             set loyalty.hash_key (or STORE_AGENT_LOYALTY_HASH_KEY) to the tenant's key",
+            h.key_fingerprint
+        )));
+    }
+    if let Some(t) = expect.tenant_id.as_deref().filter(|t| *t != h.tenant_id) {
+        return Err(mismatch(format!(
+            "it is for tenant {:?}, this agent is configured for {t:?}",
+            h.tenant_id
+        )));
+    }
+    if let Some(s) = expect.store_id.as_deref().filter(|s| *s != h.store_id) {
+        return Err(mismatch(format!(
+            "it is for store {:?}, this agent is configured for {s:?}",
+            h.store_id
+        )));
+    }
+    Ok(())
+}
+
+fn load(
+    conn: &mut Connection,
+    path: &Path,
+    header: &SnapshotHeader,
+    batches: mpsc::Receiver<Result<Batch, SnapshotError>>,
+) -> Result<ImportReport, StoreError> {
+    // A bigger page cache for the bulk load: loyalty card hashes arrive in random
+    // key order, and a cache that holds the index avoids re-reading pages.
+    let old_cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    let result = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for table in REPLACED_TABLES {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        }
+        tx.execute("DELETE FROM downlink_streams", [])?;
+        let now = now_ms();
+        let mut report = ImportReport::default();
+        let mut ended: Option<(u64, u64)> = None;
+        let mut last_line = 1;
+        for batch in batches {
+            for (line, record) in batch? {
+                last_line = line;
+                if let Some((end_line, _)) = ended {
+                    return Err(SnapshotError::Line {
+                        path: path.to_path_buf(),
+                        line,
+                        message: format!("a record after the end record of line {end_line}"),
+                    }
+                    .into());
+                }
+                if let SnapshotRecord::End(e) = &record {
+                    ended = Some((line, e.records));
+                    continue;
+                }
+                record.write(&tx, now).map_err(|e| SnapshotError::Line {
+                    path: path.to_path_buf(),
+                    line,
+                    message: e.to_string(),
+                })?;
+                *report.counts.entry(record.kind()).or_default() += 1;
+                report.records += 1;
+            }
+        }
+        match ended {
+            None => {
+                return Err(SnapshotError::Truncated {
+                    path: path.to_path_buf(),
+                    lines: last_line,
+                }
+                .into());
+            }
+            Some((line, expected)) if expected != report.records => {
+                return Err(SnapshotError::Line {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!(
+                        "the end record counts {expected} records, the file holds {}",
+                        report.records
+                    ),
+                }
+                .into());
+            }
+            Some(_) => {}
+        }
+        for (stream, pos) in &header.streams {
+            tx.execute(
+                "INSERT INTO downlink_streams (stream, epoch, last_seq, updated_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![stream, pos.epoch, pos.seq, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(report)
+    })();
+    conn.pragma_update(None, "cache_size", old_cache)?;
+    result
+}
+
+/// How long the import of `records` took, as a rate for humans.
+pub fn rate_per_second(records: u64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        records
+    } else {
+        (records as f64 / secs) as u64
+    }
+}

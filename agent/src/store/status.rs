@@ -1,0 +1,145 @@
+//! What `store-agent status` (and later the health endpoint) reports about the
+//! local store: how much is cached, what waits for the cloud, how fresh each
+//! cloud stream is.
+
+use super::StoreError;
+use rusqlite::Connection;
+use serde::Serialize;
+
+/// Row counts of the cached and recorded data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Catalogue products.
+    pub products: i64,
+    /// Products with a stock record here.
+    pub stock: i64,
+    /// Customer profiles.
+    pub customers: i64,
+    /// Loyalty card hashes.
+    pub loyalty_cards: i64,
+    /// Wishlist items (present, not tombstones).
+    pub wishlist_items: i64,
+    /// Online carts.
+    pub carts: i64,
+    /// BOPIS orders waiting for pickup.
+    pub open_pickups: i64,
+    /// All cached online orders.
+    pub orders: i64,
+    /// Returns taken here.
+    pub returns: i64,
+    /// POS transactions recorded here.
+    pub pos_transactions: i64,
+    /// Associates who can sign in.
+    pub associates: i64,
+    /// Input kept for a person to look at.
+    pub dead_letters: i64,
+}
+
+/// One uplink stream of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxStatus {
+    /// Stream name.
+    pub stream: String,
+    /// Events waiting for the cloud's acknowledgement.
+    pub depth: i64,
+    /// Capture time of the oldest waiting event.
+    pub oldest_captured_at_ms: Option<i64>,
+    /// Last seq written.
+    pub last_seq: i64,
+    /// Last seq the cloud acknowledged.
+    pub acked_seq: i64,
+    /// When the last acknowledgement arrived.
+    pub acked_at_ms: Option<i64>,
+}
+
+/// One downlink (cloud → store) stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DownlinkStatus {
+    /// Stream name.
+    pub stream: String,
+    /// The cloud's epoch of it.
+    pub epoch: String,
+    /// Last seq applied here.
+    pub last_seq: i64,
+    /// When it was last applied (the data's age on screen).
+    pub updated_at_ms: i64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    /// `PRAGMA user_version`.
+    pub schema_version: u32,
+    /// Row counts.
+    pub counts: Counts,
+    /// Per uplink stream.
+    pub outbox: Vec<OutboxStatus>,
+    /// Per downlink stream.
+    pub downlink: Vec<DownlinkStatus>,
+}
+
+fn count(conn: &Connection, sql: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(sql, [], |r| r.get(0))?)
+}
+
+/// Reads the report in one read transaction.
+pub fn report(conn: &Connection) -> Result<StatusReport, StoreError> {
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let result = report_in_tx(conn);
+    conn.execute_batch("COMMIT")?;
+    result
+}
+
+fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
+    let counts = Counts {
+        products: count(conn, "SELECT count(*) FROM products")?,
+        stock: count(conn, "SELECT count(*) FROM stock")?,
+        customers: count(conn, "SELECT count(*) FROM customers")?,
+        loyalty_cards: count(conn, "SELECT count(*) FROM loyalty_cards")?,
+        wishlist_items: count(conn, "SELECT count(*) FROM wishlist_items WHERE present = 1")?,
+        carts: count(conn, "SELECT count(*) FROM carts")?,
+        open_pickups: count(
+            conn,
+            "SELECT count(*) FROM orders WHERE kind = 'bopis' AND status IN ('ready_for_pickup', 'customer_arrived')",
+        )?,
+        orders: count(conn, "SELECT count(*) FROM orders")?,
+        returns: count(conn, "SELECT count(*) FROM returns")?,
+        pos_transactions: count(conn, "SELECT count(*) FROM pos_transactions")?,
+        associates: count(conn, "SELECT count(*) FROM associates WHERE active = 1")?,
+        dead_letters: count(conn, "SELECT count(*) FROM dead_letters")?,
+    };
+    let outbox = conn
+        .prepare(
+            "SELECT s.stream, count(o.seq), min(o.captured_at_ms), s.last_seq, s.acked_seq, s.acked_at_ms
+             FROM outbox_streams s LEFT JOIN outbox o ON o.stream = s.stream
+             GROUP BY s.stream ORDER BY s.stream",
+        )?
+        .query_map([], |r| {
+            Ok(OutboxStatus {
+                stream: r.get(0)?,
+                depth: r.get(1)?,
+                oldest_captured_at_ms: r.get(2)?,
+                last_seq: r.get(3)?,
+                acked_seq: r.get(4)?,
+                acked_at_ms: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let downlink = conn
+        .prepare("SELECT stream, epoch, last_seq, updated_at_ms FROM downlink_streams ORDER BY stream")?
+        .query_map([], |r| {
+            Ok(DownlinkStatus {
+                stream: r.get(0)?,
+                epoch: r.get(1)?,
+                last_seq: r.get(2)?,
+                updated_at_ms: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StatusReport {
+        schema_version: super::schema::current_version(conn)?,
+        counts,
+        outbox,
+        downlink,
+    })
+}

@@ -1,0 +1,844 @@
+//! Tests of the store through its public API, with fault injection underneath.
+
+use super::*;
+use crate::domain::bopis::{OrderEvent, OrderStatus};
+use crate::domain::returns::{ManagerOverride, Reason, RequestedLine};
+use crate::domain::wishlist::WishlistAction;
+use crate::events::Captured;
+use crate::sample::{self, SampleSpec};
+use crate::store::records::{Disposition, OrderUpdate, PosLine, PosTransaction, ReturnRecord, WishlistEdit};
+use crate::store::snapshot::ImportExpectations;
+
+const DAY: i64 = 86_400_000;
+const NOW: i64 = 1_790_000_000_000;
+
+fn hasher() -> KeyedHasher {
+    KeyedHasher::new(&hex::decode(sample::DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+    spec: SampleSpec,
+}
+
+impl Fixture {
+    /// A store loaded with a small sample snapshot.
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = SampleSpec::new(5, 200, 80);
+        spec.reference_time_ms = NOW;
+        let snap = dir.path().join("snap.jsonl");
+        sample::write_snapshot(&spec, &hasher(), std::fs::File::create(&snap).unwrap()).unwrap();
+        let store = Store::open(StoreOptions::new(dir.path().join("store.db"), hasher())).unwrap();
+        store
+            .import_snapshot(&snap, ImportExpectations::default())
+            .await
+            .unwrap();
+        Fixture { dir, store, spec }
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.store
+            .reads()
+            .with(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    fn outbox_depth(&self) -> i64 {
+        self.count("SELECT count(*) FROM outbox")
+    }
+}
+
+fn pos_tx(seq: i64) -> PosTransaction {
+    PosTransaction {
+        store_id: "store-001".into(),
+        workstation: "POS-1".into(),
+        sequence_number: seq,
+        business_day: "2026-11-23".into(),
+        kind: "sale".into(),
+        operator_id: Some("A001".into()),
+        customer_id: None,
+        currency: "EUR".into(),
+        total_minor: 1999,
+        tax_minor: 319,
+        occurred_at_ms: Some(NOW),
+        lines: vec![
+            PosLine {
+                kind: "sale".into(),
+                gtin: Some("4006381333931".into()),
+                description: Some("Pen".into()),
+                quantity_milli: 1000,
+                amount_minor: 1999,
+            },
+            PosLine {
+                kind: "tender".into(),
+                gtin: None,
+                description: Some("cash".into()),
+                quantity_milli: 1000,
+                amount_minor: 1999,
+            },
+        ],
+    }
+}
+
+/// Makes every outbox insert fail, as a full disk or a crash between the two
+/// writes would: the state change has already run inside the transaction.
+async fn break_outbox(store: &Store) {
+    store
+        .with_writer(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox
+                 BEGIN SELECT RAISE(ABORT, 'injected outbox failure'); END;",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+async fn repair_outbox(store: &Store) {
+    store
+        .with_writer(|c| {
+            c.execute_batch("DROP TRIGGER fail_outbox")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pos_transaction_is_recorded_with_its_outbox_row_once() {
+    let f = Fixture::new().await;
+    let first = f
+        .store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Recorded::New {
+            stream: UplinkStream::PosTransactions,
+            seq: 1
+        }
+    );
+    // The POS sends the same transaction again (new capture, same natural key).
+    let again = f
+        .store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+        .await
+        .unwrap();
+    assert_eq!(again, Recorded::Duplicate);
+    // A redelivery of the same captured event.
+    let captured = Captured::at(NOW, pos_tx(2));
+    assert!(matches!(
+        f.store.record_pos_transaction(captured.clone()).await.unwrap(),
+        Recorded::New { seq: 2, .. }
+    ));
+    assert_eq!(
+        f.store.record_pos_transaction(captured).await.unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(f.count("SELECT count(*) FROM pos_transactions"), 2);
+    assert_eq!(f.count("SELECT count(*) FROM pos_lines"), 4);
+    assert_eq!(f.outbox_depth(), 2);
+}
+
+#[tokio::test]
+async fn bad_pos_transaction_is_refused_with_the_field_named() {
+    let f = Fixture::new().await;
+    let mut t = pos_tx(1);
+    t.business_day = "2026-13-01".into();
+    let err = f
+        .store
+        .record_pos_transaction(Captured::at(NOW, t))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pos_transaction.business_day"), "{err}");
+    let mut t = pos_tx(1);
+    t.currency = "euro".into();
+    let err = f
+        .store
+        .record_pos_transaction(Captured::at(NOW, t))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pos_transaction.currency"), "{err}");
+    assert_eq!(f.outbox_depth(), 0);
+}
+
+#[tokio::test]
+async fn failure_between_state_change_and_outbox_leaves_neither() {
+    let f = Fixture::new().await;
+    break_outbox(&f.store).await;
+
+    let err = f
+        .store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected outbox failure"), "{err}");
+    assert_eq!(f.count("SELECT count(*) FROM pos_transactions"), 0);
+    assert_eq!(f.count("SELECT count(*) FROM pos_lines"), 0);
+
+    let order = sample::bopis_order_id(0);
+    let arrived = OrderUpdate {
+        order_id: order.clone(),
+        event: OrderEvent::CustomerArrived,
+        associate_id: None,
+    };
+    assert!(
+        f.store
+            .record_order_event(Captured::at(NOW, arrived.clone()))
+            .await
+            .is_err()
+    );
+    let status_sql = format!("SELECT status = 'ready_for_pickup' FROM orders WHERE order_id = '{order}'");
+    assert_eq!(f.count(&status_sql), 1, "order state rolled back");
+
+    let ret = return_of_first_line(NOW);
+    assert!(f.store.record_return(Captured::at(NOW, ret)).await.is_err());
+    assert_eq!(f.count("SELECT count(*) FROM returns"), 0);
+    assert_eq!(
+        f.count("SELECT sum(qty_returned) FROM order_lines WHERE order_id = 'WEB-0000001'"),
+        0
+    );
+
+    let wish = WishlistEdit {
+        customer_id: sample::customer_id(0),
+        gtin: sample::product_gtin(f.spec.seed, 3),
+        action: WishlistAction::Add,
+        channel: "store-console".into(),
+    };
+    let before = f.count("SELECT count(*) FROM wishlist_items");
+    assert!(
+        f.store
+            .record_wishlist_edit(Captured::at(NOW, wish.clone()))
+            .await
+            .is_err()
+    );
+    assert_eq!(f.count("SELECT count(*) FROM wishlist_items"), before);
+
+    assert_eq!(
+        f.count("SELECT count(*) FROM outbox_streams"),
+        0,
+        "no sequence number consumed"
+    );
+    assert_eq!(f.outbox_depth(), 0);
+
+    // With the fault gone, the same events go through.
+    repair_outbox(&f.store).await;
+    f.store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+        .await
+        .unwrap();
+    f.store
+        .record_order_event(Captured::at(NOW, arrived))
+        .await
+        .unwrap();
+    f.store
+        .record_wishlist_edit(Captured::at(NOW, wish))
+        .await
+        .unwrap();
+    assert_eq!(f.outbox_depth(), 3);
+}
+
+#[tokio::test]
+async fn failed_state_change_writes_no_outbox_row() {
+    let f = Fixture::new().await;
+    // Hand-over before check-in is an illegal transition.
+    let err = f
+        .store
+        .record_order_event(Captured::at(
+            NOW,
+            OrderUpdate {
+                order_id: sample::bopis_order_id(0),
+                event: OrderEvent::HandOver {
+                    refused_lines: vec![],
+                },
+                associate_id: Some("A001".into()),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Transition(_)), "{err}");
+    assert!(err.to_string().contains("ready_for_pickup"), "{err}");
+    let err = f
+        .store
+        .record_order_event(Captured::at(
+            NOW,
+            OrderUpdate {
+                order_id: "NO-SUCH-ORDER".into(),
+                event: OrderEvent::CustomerArrived,
+                associate_id: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NO-SUCH-ORDER"), "{err}");
+    assert_eq!(f.outbox_depth(), 0);
+}
+
+#[tokio::test]
+async fn outbox_rows_leave_only_on_acknowledgement_and_seqs_are_never_reused() {
+    let f = Fixture::new().await;
+    for n in 1..=5 {
+        f.store
+            .record_pos_transaction(Captured::at(NOW, pos_tx(n)))
+            .await
+            .unwrap();
+    }
+    let pending = f
+        .store
+        .reads()
+        .with(|c| outbox::pending(c, UplinkStream::PosTransactions, 10))
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    let payload: serde_json::Value = serde_json::from_str(&pending[0].payload).unwrap();
+    assert_eq!(payload["sequence_number"], 1);
+
+    assert_eq!(
+        f.store
+            .acknowledge(UplinkStream::PosTransactions, 3)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(f.outbox_depth(), 2);
+    // An ack for seqs never sent is refused and deletes nothing.
+    assert!(
+        f.store
+            .acknowledge(UplinkStream::PosTransactions, 9)
+            .await
+            .is_err()
+    );
+    assert_eq!(f.outbox_depth(), 2);
+    // Repeated (old) acks are harmless.
+    assert_eq!(
+        f.store
+            .acknowledge(UplinkStream::PosTransactions, 3)
+            .await
+            .unwrap(),
+        0
+    );
+
+    f.store
+        .acknowledge(UplinkStream::PosTransactions, 5)
+        .await
+        .unwrap();
+    assert_eq!(f.outbox_depth(), 0);
+    let next = f
+        .store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(6)))
+        .await
+        .unwrap();
+    assert!(matches!(next, Recorded::New { seq: 6, .. }), "{next:?}");
+    let status = f.store.reads().with(status::report).unwrap();
+    let pos = status
+        .outbox
+        .iter()
+        .find(|s| s.stream == "pos_transactions")
+        .unwrap();
+    assert_eq!((pos.depth, pos.last_seq, pos.acked_seq), (1, 6, 5));
+}
+
+#[tokio::test]
+async fn bopis_check_in_and_partial_hand_over_update_order_stock_and_outbox() {
+    let f = Fixture::new().await;
+    let order = sample::bopis_order_id(0);
+    let lines = f.store.reads().with({
+        let order = order.clone();
+        move |c| queries::order_lines(c, &order)
+    });
+    let lines = lines.unwrap();
+    let stock_of = |gtin: &str| {
+        f.count(&format!(
+            "SELECT on_hand * 1000 + reserved_bopis FROM stock WHERE gtin = '{gtin}'"
+        ))
+    };
+    let before: Vec<i64> = lines.iter().map(|l| stock_of(&l.gtin)).collect();
+
+    let arrived = f
+        .store
+        .record_order_event(Captured::at(
+            NOW,
+            OrderUpdate {
+                order_id: order.clone(),
+                event: OrderEvent::CustomerArrived,
+                associate_id: None,
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (arrived.from, arrived.to),
+        (OrderStatus::ReadyForPickup, OrderStatus::CustomerArrived)
+    );
+
+    let refused = if lines.len() > 1 {
+        vec![lines[0].line_no]
+    } else {
+        vec![]
+    };
+    let handed = f
+        .store
+        .record_order_event(Captured::at(
+            NOW + 60_000,
+            OrderUpdate {
+                order_id: order.clone(),
+                event: OrderEvent::HandOver {
+                    refused_lines: refused.clone(),
+                },
+                associate_id: Some("A001".into()),
+            },
+        ))
+        .await
+        .unwrap();
+    let expected = if refused.is_empty() {
+        OrderStatus::HandedOver
+    } else {
+        OrderStatus::PartiallyHandedOver
+    };
+    assert_eq!(handed.to, expected);
+    for (l, b) in lines.iter().zip(&before) {
+        let qty = i64::from(l.qty_ordered);
+        let handed_qty = if refused.contains(&l.line_no) { 0 } else { qty };
+        // on_hand drops by what left the store; the reservation is released either way.
+        assert_eq!(
+            stock_of(&l.gtin),
+            b - handed_qty * 1000 - qty,
+            "line {}",
+            l.line_no
+        );
+    }
+    let kinds: Vec<String> = f
+        .store
+        .reads()
+        .with(|c| outbox::pending(c, UplinkStream::OrderEvents, 10))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(kinds, vec!["customer_arrived", "hand_over"]);
+    // The order is no longer open on the customer panel.
+    let view = f
+        .store
+        .reads()
+        .with(|c| queries::customer_view(c, &sample::customer_id(0)))
+        .unwrap()
+        .unwrap();
+    assert!(view.open_orders.iter().all(|o| o.order_id != order));
+}
+
+fn return_of_first_line(at: i64) -> ReturnRecord {
+    let _ = at;
+    ReturnRecord {
+        order_id: sample::delivered_order_id(0),
+        lines: vec![RequestedLine { line_no: 1, qty: 1 }],
+        reason: "too small".into(),
+        condition: "as new".into(),
+        disposition: Disposition::Restock,
+        refund_method: "original_tender".into(),
+        associate_id: Some("A001".into()),
+        manager_override: None,
+    }
+}
+
+#[tokio::test]
+async fn return_outside_window_is_refused_then_recorded_with_manager_override() {
+    let f = Fixture::new().await;
+    // Delivered order 0 was delivered 3 days before NOW; 40 days later it is outside 30 days.
+    let late = NOW + 37 * DAY;
+    let err = f
+        .store
+        .record_return(Captured::at(late, return_of_first_line(late)))
+        .await
+        .unwrap_err();
+    let StoreError::ReturnRefused(decision) = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert!(
+        matches!(
+            decision.blocking[..],
+            [Reason::OutsideWindow {
+                days_since: 40,
+                window_days: 30
+            }]
+        ),
+        "{decision:?}"
+    );
+    assert!(err.to_string().contains("30 days"), "{err}");
+    assert_eq!(f.count("SELECT count(*) FROM returns"), 0);
+    assert_eq!(f.outbox_depth(), 0);
+
+    let gtin: String = f
+        .store
+        .reads()
+        .with(|c| {
+            Ok(c.query_row(
+                "SELECT gtin FROM order_lines WHERE order_id = 'WEB-0000001' AND line_no = 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let on_hand_sql = format!("SELECT coalesce((SELECT on_hand FROM stock WHERE gtin = '{gtin}'), -1)");
+    let on_hand_before = f.count(&on_hand_sql);
+
+    let mut with_override = return_of_first_line(late);
+    with_override.manager_override = Some(ManagerOverride {
+        associate_id: "M001".into(),
+        reason: "customer was abroad".into(),
+    });
+    let outcome = f
+        .store
+        .record_return(Captured::at(late, with_override))
+        .await
+        .unwrap();
+    let decision = outcome.decision.unwrap();
+    assert!(decision.allowed);
+    assert_eq!(decision.overridden.len(), 1);
+    assert!(decision.refund_minor > 0);
+    assert_eq!(
+        f.count("SELECT count(*) FROM returns WHERE override_by = 'M001'"),
+        1
+    );
+    assert_eq!(
+        f.count("SELECT qty_returned FROM order_lines WHERE order_id = 'WEB-0000001' AND line_no = 1"),
+        1
+    );
+    if on_hand_before >= 0 {
+        assert_eq!(f.count(&on_hand_sql), on_hand_before + 1, "restocked");
+    }
+    let rows = f
+        .store
+        .reads()
+        .with(|c| outbox::pending(c, UplinkStream::Returns, 10))
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let payload: serde_json::Value = serde_json::from_str(&rows[0].payload).unwrap();
+    assert_eq!(payload["refund_minor"], decision.refund_minor);
+    assert_eq!(payload["manager_override"]["reason"], "customer was abroad");
+}
+
+#[tokio::test]
+async fn wishlist_edits_converge_with_cloud_state() {
+    let f = Fixture::new().await;
+    let customer = sample::customer_id(1);
+    let gtin = sample::product_gtin(f.spec.seed, 11);
+    let edit = |action| WishlistEdit {
+        customer_id: customer.clone(),
+        gtin: gtin.clone(),
+        action,
+        channel: "store-kiosk".into(),
+    };
+    f.store
+        .record_wishlist_edit(Captured::at(NOW, edit(WishlistAction::Add)))
+        .await
+        .unwrap();
+    f.store
+        .record_wishlist_edit(Captured::at(NOW + 1000, edit(WishlistAction::Remove)))
+        .await
+        .unwrap();
+    // An add captured earlier (a slow kiosk) arrives last: the removal still wins.
+    f.store
+        .record_wishlist_edit(Captured::at(NOW + 500, edit(WishlistAction::Add)))
+        .await
+        .unwrap();
+    let g14 = firmware_interfaces::gtin::to_gtin14(&gtin).unwrap();
+    let present = f.count(&format!(
+        "SELECT present FROM wishlist_items WHERE customer_id = '{customer}' AND gtin = '{g14}'"
+    ));
+    assert_eq!(present, 0);
+    // All three went to the cloud, which applies the same rule.
+    assert_eq!(f.outbox_depth(), 3);
+}
+
+#[tokio::test]
+async fn customer_view_by_card_shows_wishlist_cart_and_open_orders() {
+    let f = Fixture::new().await;
+    let card = sample::card_number(f.spec.seed, 0);
+    let hash = f.store.hasher().card_hash(&card);
+    let view = f
+        .store
+        .reads()
+        .read(move |c| queries::customer_view_by_card_hash(c, &hash))
+        .await
+        .unwrap()
+        .expect("customer 0 has a card");
+    assert_eq!(view.profile.customer_id, sample::customer_id(0));
+    assert!(
+        !view.wishlist.is_empty(),
+        "the first customers always have a wishlist"
+    );
+    assert!(view.cart.as_ref().is_some_and(|c| !c.lines.is_empty()));
+    assert!(
+        view.open_orders
+            .iter()
+            .any(|o| o.order_id == sample::bopis_order_id(0))
+    );
+    assert!(view.open_orders.iter().all(|o| !o.lines.is_empty()));
+    // Stock and aisle are joined in for items the store carries.
+    assert!(
+        view.wishlist
+            .iter()
+            .chain(
+                view.cart
+                    .iter()
+                    .flat_map(|c| c.lines.iter())
+                    .map(|_| &view.wishlist[0])
+            )
+            .any(|w| w.stock.as_ref().is_some_and(|s| s.aisle.is_some()))
+    );
+
+    // An unknown card and a blocked card identify nobody.
+    let unknown = f.store.hasher().card_hash("9000000000000000");
+    assert!(
+        f.store
+            .reads()
+            .with(|c| queries::customer_view_by_card_hash(c, &unknown))
+            .unwrap()
+            .is_none()
+    );
+    let blocked = f.count("SELECT count(*) FROM loyalty_cards WHERE status = 'blocked'");
+    assert!(blocked > 0);
+    let blocked_hash: Vec<u8> = f
+        .store
+        .reads()
+        .with(|c| {
+            Ok(c.query_row(
+                "SELECT card_hash FROM loyalty_cards WHERE status = 'blocked' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let blocked_hash: [u8; 32] = blocked_hash.try_into().unwrap();
+    assert!(
+        f.store
+            .reads()
+            .with(|c| queries::customer_view_by_card_hash(c, &blocked_hash))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn product_lookup_accepts_every_gtin_form() {
+    let f = Fixture::new().await;
+    let upc = sample::product_gtin(f.spec.seed, 4); // every fifth product is a UPC-A
+    assert_eq!(upc.len(), 12);
+    for form in [upc.clone(), format!("0{upc}"), format!("00{upc}")] {
+        let p = f
+            .store
+            .reads()
+            .with(move |c| queries::product_by_gtin(c, &form))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.gtin, format!("00{upc}"));
+    }
+    let bad = f
+        .store
+        .reads()
+        .with(|c| queries::product_by_gtin(c, "4006381333932"));
+    assert!(bad.unwrap_err().to_string().contains("check digit"));
+}
+
+#[tokio::test]
+async fn card_number_never_reaches_the_database_file_or_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = Store::open(StoreOptions::new(&path, hasher())).unwrap();
+    let card = "9876543210123456";
+    store
+        .upsert_customer(entities::CustomerRecord {
+            customer_id: "C-PRIVACY".into(),
+            display_name: "Pat P.".into(),
+            first_name: Some("Pat".into()),
+            last_name: Some("Privacy".into()),
+            tier: None,
+            points: 0,
+            preferences: Default::default(),
+            consent: Default::default(),
+            home_store: None,
+            last_seen_ms: None,
+        })
+        .await
+        .unwrap();
+    store
+        .link_loyalty_card(card.to_string(), "C-PRIVACY".into())
+        .await
+        .unwrap();
+    // The card identifies the customer...
+    let hash = store.hasher().card_hash(card);
+    let id = store
+        .reads()
+        .with(move |c| queries::customer_id_by_card_hash(c, &hash))
+        .unwrap();
+    assert_eq!(id.as_deref(), Some("C-PRIVACY"));
+    // ...yet its digits are nowhere in the files, before and after the checkpoint.
+    let search = |label: &str| {
+        for suffix in ["", "-wal"] {
+            let file = dir.path().join(format!("store.db{suffix}"));
+            if let Ok(bytes) = std::fs::read(&file) {
+                assert!(
+                    !bytes.windows(card.len()).any(|w| w == card.as_bytes()),
+                    "card number found in {} ({label})",
+                    file.display()
+                );
+                // The name written is there: the search itself works.
+                if suffix == "-wal" && !bytes.is_empty() {
+                    assert!(bytes.windows(7).any(|w| w == b"Privacy"), "{label}");
+                }
+            }
+        }
+    };
+    search("open");
+    store.close();
+    search("closed");
+}
+
+#[tokio::test]
+async fn another_hashing_key_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    Store::open(StoreOptions::new(&path, hasher())).unwrap().close();
+    let other = KeyedHasher::new(&[9u8; 32]).unwrap();
+    let err = Store::open(StoreOptions::new(&path, other)).err().unwrap();
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+}
+
+#[tokio::test]
+async fn import_is_all_or_nothing() {
+    let f = Fixture::new().await;
+    let customers = f.count("SELECT count(*) FROM customers");
+    assert_eq!(customers, 200);
+    let good = std::fs::read_to_string(f.dir.path().join("snap.jsonl")).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+
+    // A bad record near the end: every earlier record was already inserted in the transaction.
+    let mut bad = lines.clone();
+    let at = bad.len() - 3;
+    bad[at] =
+        r#"{"product":{"gtin":"4006381333932","sku":"X","name":"Bad","price_minor":1,"currency":"EUR"}}"#;
+    let bad_file = f.dir.path().join("bad.jsonl");
+    std::fs::write(&bad_file, bad.join("\n")).unwrap();
+    let err = f
+        .store
+        .import_snapshot(&bad_file, ImportExpectations::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("line {}", at + 1)), "{err}");
+    assert!(err.contains("check digit"), "{err}");
+
+    // Cut short: no end record.
+    let cut = f.dir.path().join("cut.jsonl");
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).unwrap();
+    let err = f
+        .store
+        .import_snapshot(&cut, ImportExpectations::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("incomplete"), "{err}");
+
+    // Another store's snapshot.
+    let err = f
+        .store
+        .import_snapshot(
+            &f.dir.path().join("snap.jsonl"),
+            ImportExpectations {
+                tenant_id: None,
+                store_id: Some("store-999".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("store-999"), "{err}");
+
+    assert_eq!(f.count("SELECT count(*) FROM customers"), customers);
+    assert_eq!(f.count("SELECT count(*) FROM products"), 80);
+
+    // A snapshot hashed with another key.
+    let other = f.dir.path().join("other-key.jsonl");
+    sample::write_snapshot(
+        &f.spec,
+        &KeyedHasher::new(&[3u8; 32]).unwrap(),
+        std::fs::File::create(&other).unwrap(),
+    )
+    .unwrap();
+    let err = f
+        .store
+        .import_snapshot(&other, ImportExpectations::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+}
+
+#[tokio::test]
+async fn reimport_replaces_cached_data_but_keeps_what_the_store_recorded() {
+    let f = Fixture::new().await;
+    f.store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+        .await
+        .unwrap();
+    let mut smaller = f.spec.clone();
+    smaller.customers = 50;
+    let snap = f.dir.path().join("small.jsonl");
+    sample::write_snapshot(&smaller, &hasher(), std::fs::File::create(&snap).unwrap()).unwrap();
+    let report = f
+        .store
+        .import_snapshot(&snap, ImportExpectations::default())
+        .await
+        .unwrap();
+    assert_eq!(report.counts["customers"], 50);
+    assert_eq!(f.count("SELECT count(*) FROM customers"), 50);
+    assert_eq!(f.count("SELECT count(*) FROM pos_transactions"), 1);
+    assert_eq!(f.outbox_depth(), 1);
+}
+
+#[tokio::test]
+async fn close_checkpoints_the_wal() {
+    let f = Fixture::new().await;
+    f.store
+        .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+        .await
+        .unwrap();
+    let wal = f.dir.path().join("store.db-wal");
+    assert!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0);
+    let Fixture { dir, store, .. } = f;
+    store.close();
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    let conn = open_read_only(&dir.path().join("store.db")).unwrap();
+    assert!(integrity_problems(&conn).unwrap().is_empty());
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn concurrent_writers_are_serialised_without_busy_errors() {
+    let f = Fixture::new().await;
+    let store = std::sync::Arc::new(f.store);
+    let mut tasks = Vec::new();
+    for n in 0..64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_pos_transaction(Captured::at(NOW, pos_tx(n))).await
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap().unwrap(), Recorded::New { .. }));
+    }
+    let seqs: Vec<i64> = store
+        .reads()
+        .with(|c| outbox::pending(c, UplinkStream::PosTransactions, 100))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, (1..=64).collect::<Vec<_>>(), "gap-free, in commit order");
+}

@@ -1,0 +1,101 @@
+//! The writer actor: one thread owns the only write connection.
+//!
+//! **Invariant:** every write to the database goes through this thread. Callers
+//! send a job over a bounded channel and await its result; the job runs on the
+//! thread, never on the async runtime. Serialising writes here costs nothing SQLite
+//! would not cost anyway (it allows one writer at a time) and removes every
+//! `SQLITE_BUSY` between our own writers.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// How many jobs may wait for the writer before senders wait in turn.
+const QUEUE_DEPTH: usize = 256;
+
+/// A handle to the writer thread. Cloning is cheap; the thread stops when the
+/// last handle is dropped or [`Writer::shutdown`] is called.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Joins the writer thread; held by the [`super::Store`] that started it.
+pub(crate) struct WriterThread {
+    handle: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the thread with `conn` as its connection. When the job channel closes,
+    /// the thread checkpoints the WAL into the main file and closes the connection.
+    pub(crate) fn start(conn: Connection) -> std::io::Result<(Writer, WriterThread)> {
+        let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
+        let handle = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                let mut conn = conn;
+                while let Some(job) = rx.blocking_recv() {
+                    job(&mut conn);
+                }
+                // Fold the WAL back into the database so a stopped agent leaves one
+                // self-contained file (backups, copies, `db integrity` from a rescue disk).
+                match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                }) {
+                    Ok((0, log, done)) => tracing::debug!(log, done, "WAL checkpointed."),
+                    Ok((busy, log, done)) => {
+                        tracing::warn!(busy, log, done, "WAL checkpoint incomplete: a reader was busy.")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed."),
+                }
+                if let Err((_, e)) = conn.close() {
+                    tracing::warn!(error = %e, "Closing the write connection failed.");
+                }
+            })?;
+        Ok((Writer { jobs }, WriterThread { handle }))
+    }
+
+    /// Runs `f` on the writer thread and returns its result.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`Writer::call`], for callers outside the async runtime (the CLI's
+    /// offline commands, benchmarks). Must not be called from an async task.
+    pub(crate) fn call_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .blocking_send(Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl WriterThread {
+    /// Waits for the thread to finish its queue, checkpoint and close.
+    pub(crate) fn join(self) {
+        if self.handle.join().is_err() {
+            tracing::error!("The SQLite writer thread panicked.");
+        }
+    }
+}
