@@ -180,12 +180,12 @@ fn bare_insert(path: &Path, rows: &[Row]) -> Duration {
     let started = Instant::now();
     let tx = conn.transaction().unwrap();
     {
-        use store_agent_bench_sql::*;
+        use entities::sql::*;
         let mut product = tx.prepare_cached(PRODUCT).unwrap();
         let mut stock = tx.prepare_cached(STOCK).unwrap();
         let mut customer = tx.prepare_cached(CUSTOMER).unwrap();
         let mut card = tx.prepare_cached(CARD).unwrap();
-        let mut wish = tx.prepare_cached(WISH).unwrap();
+        let mut wish = tx.prepare_cached(WISHLIST_ITEM).unwrap();
         let mut cart = tx.prepare_cached(CART).unwrap();
         let mut cart_line = tx.prepare_cached(CART_LINE).unwrap();
         let mut order = tx.prepare_cached(ORDER).unwrap();
@@ -282,21 +282,6 @@ fn bare_insert(path: &Path, rows: &[Row]) -> Duration {
     }
     tx.commit().unwrap();
     started.elapsed()
-}
-
-/// The SQL of the bare loop: the same statements the import uses.
-mod store_agent_bench_sql {
-    pub const PRODUCT: &str = "INSERT INTO products (gtin, sku, name, brand, price_minor, currency, department, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-    pub const STOCK: &str = "INSERT INTO stock (gtin, on_hand, reserved_bopis, aisle, bin, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-    pub const CUSTOMER: &str = "INSERT INTO customers (customer_id, display_name, first_name, last_name, tier, points, preferences, consent, home_store, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-    pub const CARD: &str = "INSERT INTO loyalty_cards (card_hash, customer_id, status) VALUES (?1, ?2, ?3)";
-    pub const WISH: &str = "INSERT INTO wishlist_items (customer_id, gtin, present, added_at_ms, channel, op_at_ms, op_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-    pub const CART: &str = "INSERT INTO carts (customer_id, currency, updated_at_ms) VALUES (?1, ?2, ?3)";
-    pub const CART_LINE: &str = "INSERT INTO cart_lines (customer_id, line_no, gtin, qty, unit_price_minor) VALUES (?1, ?2, ?3, ?4, ?5)";
-    pub const ORDER: &str = "INSERT INTO orders (order_id, customer_id, kind, status, currency, total_minor, placed_at_ms, pickup_code_hash, pickup_deadline_ms, fulfilled_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-    pub const ORDER_LINE: &str = "INSERT INTO order_lines (order_id, line_no, gtin, name, qty_ordered, qty_returned, qty_refused, unit_price_minor, final_sale) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)";
-    pub const ASSOCIATE: &str =
-        "INSERT INTO associates (associate_id, name, role, pin_hash, active) VALUES (?1, ?2, ?3, ?4, ?5)";
 }
 
 fn main() {

@@ -235,6 +235,11 @@ pub struct AssociateRecord {
     pub active: bool,
 }
 
+/// A JSON object as text for a TEXT column.
+fn json_text(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
 /// A GTIN in any valid form, as its 14 digits.
 pub(crate) fn gtin14(field: &str, gtin: &str) -> Result<String, StoreError> {
     firmware_interfaces::gtin::to_gtin14(gtin)
@@ -272,8 +277,9 @@ fn non_negative(field: &str, value: i64) -> Result<(), StoreError> {
 }
 
 /// The SQL that writes each entity. `INSERT OR REPLACE` semantics: the cloud's
-/// copy is the truth for cached entities.
-pub(crate) mod sql {
+/// copy is the truth for cached entities. Public so the import benchmark's bare
+/// baseline runs exactly the same statements.
+pub mod sql {
     pub const PRODUCT: &str = "INSERT OR REPLACE INTO products
         (gtin, sku, name, brand, price_minor, currency, department, attributes)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -314,7 +320,7 @@ impl Entity for ProductRecord {
         non_empty("product.name", &self.name)?;
         non_negative("product.price_minor", self.price_minor)?;
         currency("product.currency", &self.currency)?;
-        let attributes = Value::Object(self.attributes.clone()).to_string();
+        let attributes = json_text(&self.attributes);
         tx.prepare_cached(sql::PRODUCT)?.execute(params![
             gtin,
             self.sku,
@@ -354,8 +360,8 @@ impl Entity for CustomerRecord {
 fn write_customer(conn: &Connection, c: &CustomerRecord) -> Result<(), StoreError> {
     non_empty("customer.customer_id", &c.customer_id)?;
     non_empty("customer.display_name", &c.display_name)?;
-    let preferences = Value::Object(c.preferences.clone()).to_string();
-    let consent = Value::Object(c.consent.clone()).to_string();
+    let preferences = json_text(&c.preferences);
+    let consent = json_text(&c.consent);
     conn.prepare_cached(sql::CUSTOMER)?.execute(params![
         c.customer_id,
         c.display_name,

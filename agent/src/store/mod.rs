@@ -283,11 +283,7 @@ impl Store {
         file: &Path,
         expect: snapshot::ImportExpectations,
     ) -> Result<snapshot::ImportReport, StoreError> {
-        let file = file.to_path_buf();
-        let fingerprint = self.options.hasher.fingerprint();
-        self.writer
-            .call(move |conn| snapshot::import(conn, &file, &fingerprint, &expect))
-            .await
+        self.writer.call(self.import_job(file, expect)).await
     }
 
     /// [`Store::import_snapshot`] for callers outside the async runtime (the
@@ -297,10 +293,17 @@ impl Store {
         file: &Path,
         expect: snapshot::ImportExpectations,
     ) -> Result<snapshot::ImportReport, StoreError> {
+        self.writer.call_blocking(self.import_job(file, expect))
+    }
+
+    fn import_job(
+        &self,
+        file: &Path,
+        expect: snapshot::ImportExpectations,
+    ) -> impl FnOnce(&mut Connection) -> Result<snapshot::ImportReport, StoreError> + Send + 'static {
         let file = file.to_path_buf();
         let fingerprint = self.options.hasher.fingerprint();
-        self.writer
-            .call_blocking(move |conn| snapshot::import(conn, &file, &fingerprint, &expect))
+        move |conn| snapshot::import(conn, &file, &fingerprint, &expect)
     }
 
     /// Runs `f` on the writer thread. For this crate's tests, which need to reach
