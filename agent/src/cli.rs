@@ -135,6 +135,34 @@ pub struct DemoArgs {
     pub no_run: bool,
 }
 
+impl Cli {
+    /// True for the commands that run the agent until it is stopped.
+    pub fn is_daemon(&self) -> bool {
+        match &self.command {
+            Command::Run(_) => true,
+            Command::Demo(args) => !args.no_run,
+            _ => false,
+        }
+    }
+}
+
+/// An error and its causes on one line, each message once: library errors often
+/// include their cause's text in their own, and repeating it helps nobody.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -465,4 +493,29 @@ fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("store-agent-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let inner = anyhow::Error::new(io).context("cannot read snapshot s.jsonl: No such file");
+        let outer = inner.context("import failed");
+        assert_eq!(
+            error_chain(&outer),
+            "import failed: cannot read snapshot s.jsonl: No such file"
+        );
+    }
+
+    #[test]
+    fn age_is_readable() {
+        assert_eq!(age(5_000), "5 s");
+        assert_eq!(age(125_000), "2 min");
+        assert_eq!(age(3_900_000), "1 h 5 min");
+        assert_eq!(age(3 * 86_400_000), "3 d");
+        assert_eq!(age(-10), "0 s");
+    }
 }
