@@ -199,6 +199,11 @@ fn load_config(path: &Path) -> Result<Config> {
 fn run(config_path: &Path) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     logging::init(config.logging.format, &config.logging.level)?;
+    serve(config)
+}
+
+/// Runs the agent with logging already set up, until SIGTERM or SIGINT.
+fn serve(config: Config) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("store-agent")
@@ -438,6 +443,8 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
 }
 
 fn demo(args: &DemoArgs) -> Result<ExitCode> {
+    // The demo is for a person at a terminal: show the agent's own log lines too.
+    logging::init(LogFormat::Text, "info")?;
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -485,7 +492,7 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("\nRunning the agent on the demo store; Ctrl-C stops it.");
-    run(&config_path)
+    serve(load_config(&config_path)?)
 }
 
 /// A fresh directory under the system temp dir for the demo's files.

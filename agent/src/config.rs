@@ -1376,3 +1376,36 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EXAMPLE: &str = include_str!("../../packaging/config.example.toml");
+
+    proptest! {
+        /// Arbitrary text is answered with problems, never a panic, and every
+        /// problem with a line number points inside the file.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Err(problems) = Config::parse(&text, &|_| None) {
+                let lines = text.lines().count().max(1);
+                for p in problems {
+                    prop_assert!(p.line.is_none_or(|l| l >= 1 && l <= lines + 1), "{p} in {lines} lines");
+                }
+            }
+        }
+
+        /// The example with one line replaced by garbage: same guarantees.
+        #[test]
+        fn damaged_example_never_panics(line in 0usize..120, junk in "[ -~]{0,40}") {
+            let mut lines: Vec<&str> = EXAMPLE.lines().collect();
+            if line < lines.len() {
+                lines[line] = &junk;
+            }
+            let text = lines.join("\n");
+            let _ = Config::parse(&text, &|_| Some("ab".repeat(32)));
+        }
+    }
+}

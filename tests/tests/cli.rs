@@ -444,6 +444,41 @@ fn run_stops_cleanly_on_sigint() {
     run_stops_cleanly_on(libc::SIGINT);
 }
 
+/// The README's first command: the demo generates, imports, then runs the agent until Ctrl-C.
+#[test]
+fn demo_runs_the_agent_until_interrupted() {
+    let dir = TestDir::new();
+    let demo_dir = dir.path_str("demo");
+    let mut agent = dir.spawn([
+        "demo",
+        "--dir",
+        &demo_dir,
+        "--customers",
+        "100",
+        "--products",
+        "30",
+    ]);
+    let ready = agent.wait_for_stderr("Agent ready.", READY_TIMEOUT);
+    assert!(
+        ready,
+        "the demo's agent did not become ready (status {:?})\n--- stderr ---\n{}",
+        agent.try_status(),
+        agent.stderr_so_far()
+    );
+    agent.signal(libc::SIGINT);
+    let output = agent.finish(STOP_TIMEOUT);
+    assert_eq!(
+        output.code(),
+        Some(0),
+        "Ctrl-C must stop the demo cleanly\n{output}"
+    );
+    assert!(output.stderr.contains("Stopped cleanly."), "{output}");
+    assert!(
+        output.stdout.contains(&store_agent::sample::card_number(1, 0)),
+        "{output}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. run refuses a bad configuration
 

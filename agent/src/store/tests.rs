@@ -25,8 +25,17 @@ struct Fixture {
 impl Fixture {
     /// A store loaded with a small sample snapshot.
     async fn new() -> Fixture {
+        Fixture::with_sample(200, 80).await
+    }
+
+    /// A store with a tiny sample, for property tests that build many stores.
+    async fn new_small() -> Fixture {
+        Fixture::with_sample(10, 10).await
+    }
+
+    async fn with_sample(customers: u64, products: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let mut spec = SampleSpec::new(5, 200, 80);
+        let mut spec = SampleSpec::new(5, customers, products);
         spec.reference_time_ms = NOW;
         let snap = dir.path().join("snap.jsonl");
         sample::write_snapshot(&spec, &hasher(), std::fs::File::create(&snap).unwrap()).unwrap();
@@ -841,4 +850,56 @@ async fn concurrent_writers_are_serialised_without_busy_errors() {
         .map(|r| r.seq)
         .collect();
     assert_eq!(seqs, (1..=64).collect::<Vec<_>>(), "gap-free, in commit order");
+}
+
+mod snapshot_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid header, then arbitrary lines: the import refuses with an error (it
+    /// never panics) and the database keeps what it had.
+    fn import_lines(lines: &[String]) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let f = Fixture::new_small().await;
+            let before = f.count("SELECT count(*) FROM customers");
+            let mut text = std::fs::read_to_string(f.dir.path().join("snap.jsonl"))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .to_string();
+            for l in lines {
+                text.push('\n');
+                text.push_str(l);
+            }
+            let path = f.dir.path().join("fuzz.jsonl");
+            std::fs::write(&path, text).unwrap();
+            let result = f
+                .store
+                .import_snapshot(&path, ImportExpectations::default())
+                .await;
+            assert!(result.is_err(), "no end record, so never accepted");
+            assert_eq!(f.count("SELECT count(*) FROM customers"), before);
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn arbitrary_record_lines_are_refused_cleanly(lines in proptest::collection::vec(
+            prop_oneof![
+                "\\PC{0,80}",
+                Just(r#"{"product":{"gtin":"4006381333931","sku":"S","name":"N","price_minor":-5,"currency":"EUR"}}"#.to_string()),
+                Just(r#"{"loyalty_card":{"card_hash":"zz","customer_id":"C"}}"#.to_string()),
+                Just(r#"{"order":{"order_id":"O","kind":"bopis","status":"nope","currency":"EUR","total_minor":1,"placed_at_ms":1,"lines":[]}}"#.to_string()),
+                Just(r#"{"customer":{"customer_id":"C9","display_name":"X","points":"many"}}"#.to_string()),
+                Just(r#"{"end":{"records":18446744073709551615}}"#.to_string()),
+            ],
+            1..6,
+        )) {
+            import_lines(&lines);
+        }
+    }
 }
