@@ -319,10 +319,7 @@ fn sample_data(args: &SampleDataArgs) -> Result<ExitCode> {
         std::fs::File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let summary = sample::write_snapshot(&spec, &hasher, file)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&sample::summary_json(&summary))?
-    );
+    println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(ExitCode::SUCCESS)
 }
 

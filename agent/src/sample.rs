@@ -19,7 +19,7 @@ use crate::store::entities::{
 };
 use crate::store::snapshot::{FORMAT, MAGIC, SnapshotHeader, SnapshotRecord, SnapshotWriter, StreamPosition};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
@@ -449,7 +449,6 @@ fn order_lines(spec: &SampleSpec, r: &mut Rng, max_lines: u64) -> Vec<(u64, u32)
 
 fn to_order(
     spec: &SampleSpec,
-    hasher: &KeyedHasher,
     order_id: String,
     customer: u64,
     lines: &[(u64, u32)],
@@ -475,7 +474,6 @@ fn to_order(
         .iter()
         .map(|l| l.unit_price_minor * i64::from(l.qty_ordered))
         .sum();
-    let _ = hasher;
     OrderRecord {
         order_id,
         customer_id: Some(customer_id(customer)),
@@ -499,14 +497,7 @@ fn bopis_lines(spec: &SampleSpec, k: u64) -> (Rng, Vec<(u64, u32)>) {
 
 fn bopis_order(spec: &SampleSpec, hasher: &KeyedHasher, k: u64) -> OrderRecord {
     let (mut r, lines) = bopis_lines(spec, k);
-    let mut o = to_order(
-        spec,
-        hasher,
-        bopis_order_id(k),
-        bopis_customer(spec, k),
-        &lines,
-        &mut r,
-    );
+    let mut o = to_order(spec, bopis_order_id(k), bopis_customer(spec, k), &lines, &mut r);
     for l in &mut o.lines {
         l.final_sale = false;
     }
@@ -523,12 +514,11 @@ fn bopis_order(spec: &SampleSpec, hasher: &KeyedHasher, k: u64) -> OrderRecord {
     o
 }
 
-fn delivered_order(spec: &SampleSpec, hasher: &KeyedHasher, k: u64) -> OrderRecord {
+fn delivered_order(spec: &SampleSpec, k: u64) -> OrderRecord {
     let mut r = Rng::for_entity(spec.seed, K_DELIVERED, k);
     let lines = order_lines(spec, &mut r, 4);
     let mut o = to_order(
         spec,
-        hasher,
         delivered_order_id(k),
         delivered_customer(spec, k),
         &lines,
@@ -695,11 +685,7 @@ pub fn write_snapshot<W: Write>(
         )?;
     }
     for k in 0..spec.delivered_orders() {
-        put(
-            &mut w,
-            "orders",
-            SnapshotRecord::Order(delivered_order(spec, hasher, k)),
-        )?;
+        put(&mut w, "orders", SnapshotRecord::Order(delivered_order(spec, k)))?;
     }
     let staff = associates(spec)?;
     for (record, _) in &staff {
@@ -718,11 +704,6 @@ pub fn write_snapshot<W: Write>(
             .collect(),
         associates: staff.into_iter().map(|(_, a)| a).collect(),
     })
-}
-
-/// A JSON value of the summary for the CLI (raw card numbers are sample data).
-pub fn summary_json(summary: &SampleSummary) -> Value {
-    json!(summary)
 }
 
 #[cfg(test)]

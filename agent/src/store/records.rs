@@ -32,34 +32,50 @@ pub enum Recorded {
     Duplicate,
 }
 
-/// The result of a state change: something to report, or nothing new.
-enum Applied {
-    Changed,
+/// What a state change did inside its event's transaction.
+enum Applied<R, P> {
+    /// The state changed: `payload` is what the cloud is told, `result` what the
+    /// caller gets back.
+    Changed { result: R, payload: P },
+    /// The event was recorded before: nothing to write.
     AlreadyRecorded,
 }
 
-/// Runs `apply` and appends the event to the outbox in one transaction. An event
-/// whose idempotency key is still in the outbox is a redelivery: nothing is done.
-fn record_event<E: Serialize>(
+/// The one shape of every `record_*` function: in one `BEGIN IMMEDIATE`
+/// transaction, run `apply` (the state change) and append its payload to the
+/// outbox under the event's idempotency key, then commit. An event whose key is
+/// still in the outbox, or that `apply` recognises as recorded, is a redelivery:
+/// nothing is written and the result is `None`.
+fn record_event<T, R, P: Serialize>(
     conn: &mut Connection,
     stream: UplinkStream,
     kind: &str,
-    captured: &Captured<E>,
-    apply: impl FnOnce(&Transaction<'_>) -> Result<Applied, StoreError>,
-) -> Result<Recorded, StoreError> {
+    captured: &Captured<T>,
+    apply: impl FnOnce(&Transaction<'_>) -> Result<Applied<R, P>, StoreError>,
+) -> Result<Option<(R, Recorded)>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if outbox::contains_key(&tx, &captured.idempotency_key)? {
-        return Ok(Recorded::Duplicate);
+        return Ok(None);
     }
     match apply(&tx)? {
-        Applied::Changed => {
-            let seq = outbox::enqueue(&tx, stream, kind, captured, now_ms())?;
+        Applied::Changed { result, payload } => {
+            let event = Captured {
+                idempotency_key: captured.idempotency_key,
+                captured_at_ms: captured.captured_at_ms,
+                event: payload,
+            };
+            let seq = outbox::enqueue(&tx, stream, kind, &event, now_ms())?;
             tx.commit()?;
-            Ok(Recorded::New { stream, seq })
+            Ok(Some((result, Recorded::New { stream, seq })))
         }
         // Dropping the transaction rolls back; nothing was written anyway.
-        Applied::AlreadyRecorded => Ok(Recorded::Duplicate),
+        Applied::AlreadyRecorded => Ok(None),
     }
+}
+
+/// `record_event` for events whose caller needs only the outbox position.
+fn recorded(outcome: Option<((), Recorded)>) -> Recorded {
+    outcome.map_or(Recorded::Duplicate, |(_, r)| r)
 }
 
 /// A completed POS transaction, as the POS feed delivers it.
@@ -135,7 +151,7 @@ pub(super) fn record_pos_transaction(
         }
     }
     let tx_id = captured.idempotency_key.to_string();
-    record_event(
+    let outcome = record_event(
         conn,
         UplinkStream::PosTransactions,
         "pos_transaction",
@@ -195,9 +211,13 @@ pub(super) fn record_pos_transaction(
                     l.amount_minor
                 ])?;
             }
-            Ok(Applied::Changed)
+            Ok(Applied::Changed {
+                result: (),
+                payload: t,
+            })
         },
-    )
+    )?;
+    Ok(recorded(outcome))
 }
 
 /// A BOPIS order event from the console or the kiosk.
@@ -239,92 +259,103 @@ pub(super) fn record_order_event(
 ) -> Result<OrderEventOutcome, StoreError> {
     let u = &captured.event;
     let at = captured.captured_at_ms;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (status, deadline, kind): (String, Option<i64>, String) = tx
-        .prepare_cached("SELECT status, pickup_deadline_ms, kind FROM orders WHERE order_id = ?1")?
-        .query_row([&u.order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let outcome = record_event(conn, UplinkStream::OrderEvents, u.event.name(), captured, |tx| {
+        let from = order_status(tx, &u.order_id)?;
+        let deadline: Option<i64> = tx
+            .prepare_cached("SELECT pickup_deadline_ms FROM orders WHERE order_id = ?1")?
+            .query_row([&u.order_id], |r| r.get(0))?;
+        let lines: Vec<(u32, i64, String)> = tx
+            .prepare_cached(
+                "SELECT line_no, qty_ordered, gtin FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
+            )?
+            .query_map([&u.order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let line_numbers: Vec<u32> = lines.iter().map(|l| l.0).collect();
+        let to = bopis::transition(
+            from,
+            &u.event,
+            &PickupContext {
+                now_ms: at,
+                pickup_deadline_ms: deadline,
+                line_numbers: &line_numbers,
+            },
+        )?;
+        tx.prepare_cached("UPDATE orders SET status = ?2, updated_at_ms = ?3 WHERE order_id = ?1")?
+            .execute(params![u.order_id, to.as_str(), at])?;
+        if let OrderEvent::HandOver { refused_lines } = &u.event {
+            // Handed-over units leave the shelf count and the reservation; refused
+            // units go back to the shelf (only the reservation is released).
+            tx.prepare_cached("UPDATE orders SET fulfilled_at_ms = ?2 WHERE order_id = ?1")?
+                .execute(params![u.order_id, at])?;
+            for (line_no, qty, gtin) in &lines {
+                let refused = refused_lines.contains(line_no);
+                if refused {
+                    tx.prepare_cached(
+                        "UPDATE order_lines SET qty_refused = qty_ordered WHERE order_id = ?1 AND line_no = ?2",
+                    )?
+                    .execute(params![u.order_id, line_no])?;
+                }
+                let handed = if refused { 0 } else { *qty };
+                tx.prepare_cached(
+                    "UPDATE stock SET on_hand = on_hand - ?2, reserved_bopis = max(reserved_bopis - ?3, 0),
+                     updated_at_ms = ?4 WHERE gtin = ?1",
+                )?
+                .execute(params![gtin, handed, qty, at])?;
+            }
+        }
+        if matches!(to, OrderStatus::Expired | OrderStatus::Cancelled) {
+            for (_, qty, gtin) in &lines {
+                tx.prepare_cached(
+                    "UPDATE stock SET reserved_bopis = max(reserved_bopis - ?2, 0), updated_at_ms = ?3
+                     WHERE gtin = ?1",
+                )?
+                .execute(params![gtin, qty, at])?;
+            }
+        }
+        Ok(Applied::Changed {
+            result: (from, to),
+            payload: OrderEventPayload {
+                order_id: &u.order_id,
+                event: &u.event,
+                from,
+                to,
+                associate_id: u.associate_id.as_deref(),
+            },
+        })
+    })?;
+    match outcome {
+        Some(((from, to), recorded)) => Ok(OrderEventOutcome { from, to, recorded }),
+        // A redelivery: report where the order stands now.
+        None => {
+            let now = order_status(conn, &u.order_id)?;
+            Ok(OrderEventOutcome {
+                from: now,
+                to: now,
+                recorded: Recorded::Duplicate,
+            })
+        }
+    }
+}
+
+/// The pickup state of a BOPIS order; an error for a missing or delivered order.
+fn order_status(conn: &Connection, order_id: &str) -> Result<OrderStatus, StoreError> {
+    let (status, kind): (String, String) = conn
+        .prepare_cached("SELECT status, kind FROM orders WHERE order_id = ?1")?
+        .query_row([order_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or_else(|| StoreError::NotFound {
             what: "order",
-            id: u.order_id.clone(),
+            id: order_id.to_string(),
         })?;
     if kind != "bopis" {
         return Err(StoreError::invalid(
             "order_event.order_id",
-            format!("order {} is a delivered order, not a store pickup", u.order_id),
+            format!("order {order_id} is a delivered order, not a store pickup"),
         ));
     }
-    let from: OrderStatus = status
+    status
         .parse()
-        .map_err(|e| StoreError::Internal(format!("order {} has an unknown status: {e}", u.order_id)))?;
-    let lines: Vec<(u32, i64, String)> = tx
-        .prepare_cached(
-            "SELECT line_no, qty_ordered, gtin FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
-        )?
-        .query_map([&u.order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let line_numbers: Vec<u32> = lines.iter().map(|l| l.0).collect();
-    let to = bopis::transition(
-        from,
-        &u.event,
-        &PickupContext {
-            now_ms: at,
-            pickup_deadline_ms: deadline,
-            line_numbers: &line_numbers,
-        },
-    )?;
-    tx.prepare_cached("UPDATE orders SET status = ?2, updated_at_ms = ?3 WHERE order_id = ?1")?
-        .execute(params![u.order_id, to.as_str(), at])?;
-    if let OrderEvent::HandOver { refused_lines } = &u.event {
-        // Handed-over units leave the shelf count and the reservation; refused
-        // units go back to the shelf (only the reservation is released).
-        tx.prepare_cached("UPDATE orders SET fulfilled_at_ms = ?2 WHERE order_id = ?1")?
-            .execute(params![u.order_id, at])?;
-        for (line_no, qty, gtin) in &lines {
-            let refused = refused_lines.contains(line_no);
-            if refused {
-                tx.prepare_cached(
-                    "UPDATE order_lines SET qty_refused = qty_ordered WHERE order_id = ?1 AND line_no = ?2",
-                )?
-                .execute(params![u.order_id, line_no])?;
-            }
-            let handed = if refused { 0 } else { *qty };
-            tx.prepare_cached(
-                "UPDATE stock SET on_hand = on_hand - ?2, reserved_bopis = max(reserved_bopis - ?3, 0),
-                 updated_at_ms = ?4 WHERE gtin = ?1",
-            )?
-            .execute(params![gtin, handed, qty, at])?;
-        }
-    }
-    if matches!(to, OrderStatus::Expired | OrderStatus::Cancelled) {
-        for (_, qty, gtin) in &lines {
-            tx.prepare_cached(
-                "UPDATE stock SET reserved_bopis = max(reserved_bopis - ?2, 0), updated_at_ms = ?3 WHERE gtin = ?1",
-            )?
-            .execute(params![gtin, qty, at])?;
-        }
-    }
-    let payload = Captured {
-        idempotency_key: captured.idempotency_key,
-        captured_at_ms: at,
-        event: OrderEventPayload {
-            order_id: &u.order_id,
-            event: &u.event,
-            from,
-            to,
-            associate_id: u.associate_id.as_deref(),
-        },
-    };
-    let seq = outbox::enqueue(&tx, UplinkStream::OrderEvents, u.event.name(), &payload, now_ms())?;
-    tx.commit()?;
-    Ok(OrderEventOutcome {
-        from,
-        to,
-        recorded: Recorded::New {
-            stream: UplinkStream::OrderEvents,
-            seq,
-        },
-    })
+        .map_err(|e| StoreError::Internal(format!("order {order_id} has an unknown status: {e}")))
 }
 
 /// Where returned goods go.
@@ -383,7 +414,7 @@ struct ReturnPayload<'a> {
     #[serde(flatten)]
     record: &'a ReturnRecord,
     refund_minor: i64,
-    currency: &'a str,
+    currency: String,
     overridden: Vec<String>,
 }
 
@@ -393,125 +424,122 @@ pub(super) fn record_return(
     captured: &Captured<ReturnRecord>,
 ) -> Result<ReturnOutcome, StoreError> {
     let r = &captured.event;
-    let return_id = captured.idempotency_key.to_string();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let already: bool = tx
-        .prepare_cached("SELECT 1 FROM returns WHERE return_id = ?1")?
-        .query_row([&return_id], |_| Ok(()))
-        .optional()?
-        .is_some();
-    let (fulfilled_at_ms, currency): (Option<i64>, String) = tx
-        .prepare_cached("SELECT fulfilled_at_ms, currency FROM orders WHERE order_id = ?1")?
-        .query_row([&r.order_id], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "order",
-            id: r.order_id.clone(),
-        })?;
-    let lines: Vec<ReturnableLine> = tx
-        .prepare_cached(
-            "SELECT line_no, gtin, qty_ordered - qty_refused, qty_returned, final_sale, unit_price_minor
-             FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
-        )?
-        .query_map([&r.order_id], |row| {
-            Ok(ReturnableLine {
-                line_no: row.get(0)?,
-                gtin: row.get(1)?,
-                ordered_qty: row.get(2)?,
-                returned_qty: row.get(3)?,
-                final_sale: row.get(4)?,
-                unit_price_minor: row.get(5)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    if already {
-        // A redelivered return: it was checked and written the first time.
-        drop(tx);
-        return Ok(ReturnOutcome {
-            decision: None,
-            recorded: Recorded::Duplicate,
-        });
-    }
-    let decision = policy.check(
-        &ReturnableOrder {
-            fulfilled_at_ms,
-            lines: &lines,
-        },
-        &ReturnRequest {
-            lines: &r.lines,
-            now_ms: captured.captured_at_ms,
-            manager_override: r.manager_override.as_ref(),
-        },
-    );
-    if !decision.allowed {
-        return Err(StoreError::ReturnRefused(Box::new(decision)));
-    }
-    for field in [
+    for (field, value) in [
         ("return.reason", &r.reason),
         ("return.condition", &r.condition),
         ("return.refund_method", &r.refund_method),
     ] {
-        if field.1.trim().is_empty() {
-            return Err(StoreError::invalid(field.0, "must not be empty"));
+        if value.trim().is_empty() {
+            return Err(StoreError::invalid(field, "must not be empty"));
         }
     }
-    let (by, why) = match (&r.manager_override, decision.overridden.is_empty()) {
-        (Some(o), false) => (Some(o.associate_id.as_str()), Some(o.reason.as_str())),
-        _ => (None, None),
-    };
-    tx.prepare_cached(
-        "INSERT INTO returns (return_id, order_id, reason, condition, disposition, refund_method, refund_minor,
-            currency, status, associate_id, override_by, override_reason, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'recorded', ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        return_id,
-        r.order_id,
-        r.reason,
-        r.condition,
-        r.disposition.as_str(),
-        r.refund_method,
-        decision.refund_minor,
-        currency,
-        r.associate_id,
-        by,
-        why,
-        captured.captured_at_ms
-    ])?;
-    for l in &r.lines {
-        tx.prepare_cached("INSERT INTO return_lines (return_id, line_no, qty) VALUES (?1, ?2, ?3)")?
-            .execute(params![return_id, l.line_no, l.qty])?;
+    let return_id = captured.idempotency_key.to_string();
+    let outcome = record_event(conn, UplinkStream::Returns, "return", captured, |tx| {
+        let already = tx
+            .prepare_cached("SELECT 1 FROM returns WHERE return_id = ?1")?
+            .query_row([&return_id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if already {
+            // Checked and written the first time it arrived.
+            return Ok(Applied::AlreadyRecorded);
+        }
+        let (fulfilled_at_ms, currency): (Option<i64>, String) = tx
+            .prepare_cached("SELECT fulfilled_at_ms, currency FROM orders WHERE order_id = ?1")?
+            .query_row([&r.order_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "order",
+                id: r.order_id.clone(),
+            })?;
+        let lines: Vec<ReturnableLine> = tx
+            .prepare_cached(
+                "SELECT line_no, gtin, qty_ordered - qty_refused, qty_returned, final_sale, unit_price_minor
+                 FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
+            )?
+            .query_map([&r.order_id], |row| {
+                Ok(ReturnableLine {
+                    line_no: row.get(0)?,
+                    gtin: row.get(1)?,
+                    ordered_qty: row.get(2)?,
+                    returned_qty: row.get(3)?,
+                    final_sale: row.get(4)?,
+                    unit_price_minor: row.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let decision = policy.check(
+            &ReturnableOrder {
+                fulfilled_at_ms,
+                lines: &lines,
+            },
+            &ReturnRequest {
+                lines: &r.lines,
+                now_ms: captured.captured_at_ms,
+                manager_override: r.manager_override.as_ref(),
+            },
+        );
+        if !decision.allowed {
+            return Err(StoreError::ReturnRefused(Box::new(decision)));
+        }
+        let (by, why) = match (&r.manager_override, decision.overridden.is_empty()) {
+            (Some(o), false) => (Some(o.associate_id.as_str()), Some(o.reason.as_str())),
+            _ => (None, None),
+        };
         tx.prepare_cached(
-            "UPDATE order_lines SET qty_returned = qty_returned + ?3 WHERE order_id = ?1 AND line_no = ?2",
+            "INSERT INTO returns (return_id, order_id, reason, condition, disposition, refund_method,
+                refund_minor, currency, status, associate_id, override_by, override_reason, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'recorded', ?9, ?10, ?11, ?12)",
         )?
-        .execute(params![r.order_id, l.line_no, l.qty])?;
-        if r.disposition == Disposition::Restock {
-            let gtin = &lines
-                .iter()
-                .find(|x| x.line_no == l.line_no)
-                .map(|x| x.gtin.clone());
-            tx.prepare_cached("UPDATE stock SET on_hand = on_hand + ?2, updated_at_ms = ?3 WHERE gtin = ?1")?
+        .execute(params![
+            return_id,
+            r.order_id,
+            r.reason,
+            r.condition,
+            r.disposition.as_str(),
+            r.refund_method,
+            decision.refund_minor,
+            currency,
+            r.associate_id,
+            by,
+            why,
+            captured.captured_at_ms
+        ])?;
+        for l in &r.lines {
+            tx.prepare_cached("INSERT INTO return_lines (return_id, line_no, qty) VALUES (?1, ?2, ?3)")?
+                .execute(params![return_id, l.line_no, l.qty])?;
+            tx.prepare_cached(
+                "UPDATE order_lines SET qty_returned = qty_returned + ?3 WHERE order_id = ?1 AND line_no = ?2",
+            )?
+            .execute(params![r.order_id, l.line_no, l.qty])?;
+            let gtin = lines.iter().find(|x| x.line_no == l.line_no).map(|x| &x.gtin);
+            if let (Disposition::Restock, Some(gtin)) = (r.disposition, gtin) {
+                tx.prepare_cached(
+                    "UPDATE stock SET on_hand = on_hand + ?2, updated_at_ms = ?3 WHERE gtin = ?1",
+                )?
                 .execute(params![gtin, l.qty, captured.captured_at_ms])?;
+            }
         }
-    }
-    let payload = Captured {
-        idempotency_key: captured.idempotency_key,
-        captured_at_ms: captured.captured_at_ms,
-        event: ReturnPayload {
+        let payload = ReturnPayload {
             return_id: return_id.clone(),
             record: r,
             refund_minor: decision.refund_minor,
-            currency: &currency,
+            currency,
             overridden: decision.overridden.iter().map(|x| x.to_string()).collect(),
+        };
+        Ok(Applied::Changed {
+            result: decision,
+            payload,
+        })
+    })?;
+    Ok(match outcome {
+        Some((decision, recorded)) => ReturnOutcome {
+            decision: Some(decision),
+            recorded,
         },
-    };
-    let seq = outbox::enqueue(&tx, UplinkStream::Returns, "return", &payload, now_ms())?;
-    tx.commit()?;
-    Ok(ReturnOutcome {
-        decision: Some(decision),
-        recorded: Recorded::New {
-            stream: UplinkStream::Returns,
-            seq,
+        None => ReturnOutcome {
+            decision: None,
+            recorded: Recorded::Duplicate,
         },
     })
 }
@@ -543,23 +571,16 @@ pub(super) fn record_wishlist_edit(
         op_id: captured.idempotency_key.to_string(),
         channel: e.channel.clone(),
     };
-    let op_captured = Captured {
-        idempotency_key: captured.idempotency_key,
-        captured_at_ms: captured.captured_at_ms,
-        event: op.clone(),
-    };
-    record_event(
-        conn,
-        UplinkStream::WishlistOps,
-        "wishlist_op",
-        &op_captured,
-        |tx| {
-            apply_wishlist_op(tx, &op)?;
-            // Every op captured here goes to the cloud, even one that loses locally
-            // to a newer cloud edit: the cloud applies the same rule and converges.
-            Ok(Applied::Changed)
-        },
-    )
+    let outcome = record_event(conn, UplinkStream::WishlistOps, "wishlist_op", captured, |tx| {
+        apply_wishlist_op(tx, &op)?;
+        // Every op captured here goes to the cloud, even one that loses locally
+        // to a newer cloud edit: the cloud applies the same rule and converges.
+        Ok(Applied::Changed {
+            result: (),
+            payload: &op,
+        })
+    })?;
+    Ok(recorded(outcome))
 }
 
 /// Applies a wishlist op (from the store or, later, the cloud) with the merge rule

@@ -204,7 +204,7 @@ async fn failure_between_state_change_and_outbox_leaves_neither() {
     let status_sql = format!("SELECT status = 'ready_for_pickup' FROM orders WHERE order_id = '{order}'");
     assert_eq!(f.count(&status_sql), 1, "order state rolled back");
 
-    let ret = return_of_first_line(NOW);
+    let ret = return_of_first_line();
     assert!(f.store.record_return(Captured::at(NOW, ret)).await.is_err());
     assert_eq!(f.count("SELECT count(*) FROM returns"), 0);
     assert_eq!(
@@ -441,8 +441,7 @@ async fn bopis_check_in_and_partial_hand_over_update_order_stock_and_outbox() {
     assert!(view.open_orders.iter().all(|o| o.order_id != order));
 }
 
-fn return_of_first_line(at: i64) -> ReturnRecord {
-    let _ = at;
+fn return_of_first_line() -> ReturnRecord {
     ReturnRecord {
         order_id: sample::delivered_order_id(0),
         lines: vec![RequestedLine { line_no: 1, qty: 1 }],
@@ -462,7 +461,7 @@ async fn return_outside_window_is_refused_then_recorded_with_manager_override() 
     let late = NOW + 37 * DAY;
     let err = f
         .store
-        .record_return(Captured::at(late, return_of_first_line(late)))
+        .record_return(Captured::at(late, return_of_first_line()))
         .await
         .unwrap_err();
     let StoreError::ReturnRefused(decision) = &err else {
@@ -496,7 +495,7 @@ async fn return_outside_window_is_refused_then_recorded_with_manager_override() 
     let on_hand_sql = format!("SELECT coalesce((SELECT on_hand FROM stock WHERE gtin = '{gtin}'), -1)");
     let on_hand_before = f.count(&on_hand_sql);
 
-    let mut with_override = return_of_first_line(late);
+    let mut with_override = return_of_first_line();
     with_override.manager_override = Some(ManagerOverride {
         associate_id: "M001".into(),
         reason: "customer was abroad".into(),
@@ -902,4 +901,43 @@ mod snapshot_property {
             import_lines(&lines);
         }
     }
+}
+
+#[tokio::test]
+async fn redelivered_order_events_and_returns_are_recorded_once() {
+    let f = Fixture::new().await;
+    let arrived = Captured::at(
+        NOW,
+        OrderUpdate {
+            order_id: sample::bopis_order_id(0),
+            event: OrderEvent::CustomerArrived,
+            associate_id: None,
+        },
+    );
+    let first = f.store.record_order_event(arrived.clone()).await.unwrap();
+    assert!(matches!(first.recorded, Recorded::New { .. }));
+    // The same captured event again (a retried request): not an illegal
+    // transition, a duplicate, reporting where the order stands.
+    let again = f.store.record_order_event(arrived).await.unwrap();
+    assert_eq!(again.recorded, Recorded::Duplicate);
+    assert_eq!(
+        (again.from, again.to),
+        (OrderStatus::CustomerArrived, OrderStatus::CustomerArrived)
+    );
+
+    let ret = Captured::at(NOW, return_of_first_line());
+    let first = f.store.record_return(ret.clone()).await.unwrap();
+    assert!(first.decision.is_some_and(|d| d.allowed));
+    // Acknowledged by the cloud, so the key is no longer in the outbox: the
+    // returns table still recognises it.
+    f.store.acknowledge(UplinkStream::Returns, 1).await.unwrap();
+    let again = f.store.record_return(ret).await.unwrap();
+    assert_eq!(again.recorded, Recorded::Duplicate);
+    assert!(again.decision.is_none());
+    assert_eq!(f.count("SELECT count(*) FROM returns"), 1);
+    assert_eq!(
+        f.count("SELECT qty_returned FROM order_lines WHERE order_id = 'WEB-0000001' AND line_no = 1"),
+        1
+    );
+    assert_eq!(f.outbox_depth(), 1, "only the order event waits");
 }
