@@ -5,7 +5,15 @@
 //! into what displays and printers expect. The agent wires those values to its store
 //! and its screens.
 //!
-//! What is here today: GTIN check digits, used by the agent's sample-data generator
-//! and, later, by scan decoding.
+//! * [`gtin`] — GTIN check digits and forms.
+//! * [`scan`] — barcode scan decoding: AIM symbology identifiers, EAN/UPC, GS1
+//!   element strings and Digital Link URIs, variable-measure codes, classification.
+//! * [`msr`] — magnetic-stripe tracks 1 and 2 and the payment-card guard.
+//! * [`poslog`] — ARTS POSLog transactions.
+//! * [`escpos`] — the ESC/POS journal tap, line displays and receipt printers.
 
+pub mod escpos;
 pub mod gtin;
+pub mod msr;
+pub mod poslog;
+pub mod scan;

@@ -1,0 +1,1 @@
+//! ESC/POS (being written).

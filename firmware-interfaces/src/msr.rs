@@ -1,0 +1,1 @@
+//! MSR tracks (being written).

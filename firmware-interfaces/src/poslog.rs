@@ -1,0 +1,1 @@
+//! POSLog (being written).

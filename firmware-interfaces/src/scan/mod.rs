@@ -1,0 +1,1 @@
+//! Scan decoding (being written).
