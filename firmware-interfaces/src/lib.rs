@@ -6,12 +6,14 @@
 //! and its screens.
 //!
 //! * [`gtin`] — GTIN check digits and forms.
+//! * [`card`] — the Luhn check, the payment-card guard, loyalty-number rules.
 //! * [`scan`] — barcode scan decoding: AIM symbology identifiers, EAN/UPC, GS1
 //!   element strings and Digital Link URIs, variable-measure codes, classification.
 //! * [`msr`] — magnetic-stripe tracks 1 and 2 and the payment-card guard.
 //! * [`poslog`] — ARTS POSLog transactions.
 //! * [`escpos`] — the ESC/POS journal tap, line displays and receipt printers.
 
+pub mod card;
 pub mod escpos;
 pub mod gtin;
 pub mod msr;

@@ -1,0 +1,163 @@
+//! Card numbers: the Luhn check, the payment-card guard and loyalty-number rules.
+//!
+//! **Invariant:** a number in a payment-card range is never treated as a loyalty
+//! number, whether or not its Luhn check passes — a misread payment card is still a
+//! payment card (PCI DSS: it must not be stored or logged). By default every number
+//! whose first digit is 1–6 (ISO/IEC 7812 major industry identifiers for airlines,
+//! travel and entertainment, banking and merchandising) is a payment number; a
+//! retailer may allow-list its own private-label prefixes in those ranges.
+
+use serde::{Deserialize, Serialize};
+
+/// True when `digits` (ASCII digits only, at least two) passes the Luhn mod-10 check.
+pub fn luhn_valid(digits: &str) -> bool {
+    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// The store's rules for card numbers, from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CardRules {
+    /// Prefixes of the retailer's own cards inside the payment ranges (private-label
+    /// cards starting with 6, say) that are loyalty numbers after all. Default: none.
+    pub allowed_payment_prefixes: Vec<String>,
+    /// Prefixes a loyalty number starts with. Empty accepts any non-payment number.
+    /// Default: `["7", "9"]`.
+    pub loyalty_prefixes: Vec<String>,
+    /// Lengths a loyalty number may have. Empty accepts any length from 6 to 19.
+    /// Default: empty.
+    pub loyalty_lengths: Vec<usize>,
+    /// Whether a loyalty number must pass the Luhn check. Default: false.
+    pub loyalty_requires_luhn: bool,
+}
+
+impl Default for CardRules {
+    fn default() -> Self {
+        CardRules {
+            allowed_payment_prefixes: Vec::new(),
+            loyalty_prefixes: vec!["7".into(), "9".into()],
+            loyalty_lengths: Vec::new(),
+            loyalty_requires_luhn: false,
+        }
+    }
+}
+
+/// What a number read from a card or a barcode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberClass {
+    /// In a payment-card range: drop it at once, keep no digit of it.
+    Payment,
+    /// A loyalty number by the store's rules.
+    Loyalty,
+    /// Neither (wrong prefix or length, not digits, or empty).
+    Other,
+}
+
+impl CardRules {
+    /// Classifies `digits`. Anything that is not all ASCII digits is `Other`.
+    pub fn classify(&self, digits: &str) -> NumberClass {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return NumberClass::Other;
+        }
+        let allow_listed = self.allowed_payment_prefixes.iter().any(|p| digits.starts_with(p.as_str()));
+        if matches!(digits.as_bytes()[0], b'1'..=b'6') && !allow_listed {
+            return NumberClass::Payment;
+        }
+        let prefix_ok = allow_listed
+            || self.loyalty_prefixes.is_empty()
+            || self.loyalty_prefixes.iter().any(|p| digits.starts_with(p.as_str()));
+        let length_ok = if self.loyalty_lengths.is_empty() {
+            (6..=19).contains(&digits.len())
+        } else {
+            self.loyalty_lengths.contains(&digits.len())
+        };
+        let luhn_ok = !self.loyalty_requires_luhn || luhn_valid(digits);
+        if prefix_ok && length_ok && luhn_ok {
+            NumberClass::Loyalty
+        } else {
+            NumberClass::Other
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_the_networks_test_numbers() {
+        for n in ["4111111111111111", "5555555555554444", "378282246310005", "6011111111111117"] {
+            assert!(luhn_valid(n), "{n}");
+        }
+        assert!(!luhn_valid("4111111111111112"));
+        assert!(!luhn_valid("4"));
+        assert!(!luhn_valid("41x1"));
+    }
+
+    #[test]
+    fn payment_ranges_win_whatever_the_luhn_check_says() {
+        let rules = CardRules::default();
+        assert_eq!(rules.classify("4111111111111111"), NumberClass::Payment);
+        assert_eq!(rules.classify("4111111111111112"), NumberClass::Payment);
+        assert_eq!(rules.classify("1234567"), NumberClass::Payment);
+        assert_eq!(rules.classify("9800000000000018"), NumberClass::Loyalty);
+        assert_eq!(rules.classify("7012345678"), NumberClass::Loyalty);
+        assert_eq!(rules.classify("8012345678"), NumberClass::Other, "not a loyalty prefix");
+        assert_eq!(rules.classify("98765"), NumberClass::Other, "too short");
+        assert_eq!(rules.classify(""), NumberClass::Other);
+        assert_eq!(rules.classify("98a"), NumberClass::Other);
+    }
+
+    #[test]
+    fn allow_listed_private_label_prefix_is_loyalty() {
+        let rules = CardRules {
+            allowed_payment_prefixes: vec!["6012".into()],
+            ..CardRules::default()
+        };
+        assert_eq!(rules.classify("6012000000000001"), NumberClass::Loyalty);
+        assert_eq!(rules.classify("6011111111111117"), NumberClass::Payment);
+    }
+
+    #[test]
+    fn strict_rules_check_length_and_luhn() {
+        let rules = CardRules {
+            loyalty_lengths: vec![16],
+            loyalty_requires_luhn: true,
+            ..CardRules::default()
+        };
+        assert_eq!(rules.classify("9800000000000018"), NumberClass::Loyalty);
+        assert_eq!(rules.classify("9800000000000017"), NumberClass::Other);
+        assert_eq!(rules.classify("980000000000001"), NumberClass::Other);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn classify_never_panics(s in "\\PC{0,30}") {
+            let _ = CardRules::default().classify(&s);
+        }
+
+        #[test]
+        fn every_number_starting_1_to_6_is_payment(first in 1u8..=6, rest in "[0-9]{5,18}") {
+            let n = format!("{first}{rest}");
+            proptest::prop_assert_eq!(CardRules::default().classify(&n), NumberClass::Payment);
+        }
+    }
+}
