@@ -164,21 +164,7 @@ fn permute(seed: u64, i: u64, modulus: u64) -> u64 {
 }
 
 fn luhn_check_digit(payload: &str) -> u8 {
-    let sum: u32 = payload
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
+    firmware_interfaces::card::luhn_check_digit(payload).expect("digits only")
 }
 
 /// The GTIN of product `i` as printed on the pack: every fifth a UPC-A

@@ -9,18 +9,21 @@
 
 use serde::{Deserialize, Serialize};
 
-/// True when `digits` (ASCII digits only, at least two) passes the Luhn mod-10 check.
-pub fn luhn_valid(digits: &str) -> bool {
-    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+/// The Luhn mod-10 check digit for `payload` (the number without its last digit);
+/// `None` when `payload` is empty or holds a non-digit.
+pub fn luhn_check_digit(payload: &str) -> Option<u8> {
+    if payload.is_empty() || !payload.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let sum: u32 = digits
+    // From the right, every first digit of the payload is doubled (it will be the
+    // second once the check digit is appended).
+    let sum: u32 = payload
         .bytes()
         .rev()
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 {
+            if i % 2 == 0 {
                 let x = d * 2;
                 if x > 9 { x - 9 } else { x }
             } else {
@@ -28,7 +31,21 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    Some(((10 - sum % 10) % 10) as u8)
+}
+
+/// True when `digits` (ASCII digits only, at least two) passes the Luhn mod-10 check.
+pub fn luhn_valid(digits: &str) -> bool {
+    match digits
+        .len()
+        .checked_sub(1)
+        .and_then(|n| digits.get(..n).zip(digits.get(n..)))
+    {
+        Some((payload, last)) if !payload.is_empty() => {
+            luhn_check_digit(payload).is_some_and(|d| last.as_bytes()[0] == b'0' + d)
+        }
+        _ => false,
+    }
 }
 
 /// The store's rules for card numbers, from its configuration.
@@ -121,6 +138,9 @@ mod tests {
         assert!(!luhn_valid("4111111111111112"));
         assert!(!luhn_valid("4"));
         assert!(!luhn_valid("41x1"));
+        assert!(!luhn_valid("411111111111111x"));
+        assert_eq!(luhn_check_digit("411111111111111"), Some(1));
+        assert_eq!(luhn_check_digit(""), None);
     }
 
     #[test]
