@@ -1,1 +1,0 @@
-//! POSLog (being written).
