@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::logging::LogFormat;
+use firmware_interfaces::scan::ScanConfig;
 
 /// Environment variable that overrides `loyalty.hash_key`, so the key can live in a root-only
 /// systemd drop-in instead of the world-readable configuration file.
@@ -42,7 +43,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/store-agent/config.toml";
 pub const MIN_HASH_KEY_BYTES: usize = 32;
 
 /// The top-level sections the file may contain, in the order they are documented.
-const SECTIONS: [&str; 6] = ["store", "database", "loyalty", "mqtt", "logging", "returns"];
+const SECTIONS: [&str; 8] = [
+    "store", "database", "loyalty", "mqtt", "logging", "returns", "scan", "spool",
+];
 
 /// The whole configuration of one agent, as read from its TOML file.
 #[derive(Debug, Clone)]
@@ -60,6 +63,64 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `[returns]`: the in-store return policy. Optional.
     pub returns: ReturnsConfig,
+    /// `[scan]`: how scans are decoded and classified (prefix/suffix stripping, GS
+    /// separators, variable-measure region, loyalty-card and order/receipt code rules).
+    /// Optional; the keys are those of `firmware_interfaces::scan::ScanConfig`.
+    pub scan: ScanConfig,
+    /// `[spool]`: the folder the POS drops POSLog files into. Optional; without
+    /// `path` the agent reads no spool folder.
+    pub spool: SpoolConfig,
+}
+
+/// `[spool]`: the POSLog spool folder. The POS writes each transaction file into
+/// `path` (best written under a temporary name and renamed into place); the agent
+/// records it and moves it to `path/processed/`, or to `path/rejected/` with a
+/// `.reason` file beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// The folder to watch. Default: none (no spool folder).
+    pub path: Option<PathBuf>,
+    /// How often the folder is scanned as well, in milliseconds, in case a file
+    /// system event was missed. Default 2000, from 100 to 600000.
+    pub rescan_ms: u64,
+    /// Larger files are rejected unread, in bytes. Default 16 MiB, at most 64 MiB.
+    pub max_file_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            path: None,
+            rescan_ms: 2000,
+            max_file_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl SpoolConfig {
+    fn check(&self, problems: &mut Vec<ConfigProblem>) {
+        check_range(problems, "spool.rescan_ms", self.rescan_ms, 100, 600_000);
+        check_range(
+            problems,
+            "spool.max_file_bytes",
+            self.max_file_bytes,
+            1,
+            64 * 1024 * 1024,
+        );
+        if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            problems.push(ConfigProblem::new(
+                "spool.path",
+                "must not be empty; leave it out to disable the spool folder",
+            ));
+        }
+    }
+}
+
+fn check_scan(scan: &ScanConfig, problems: &mut Vec<ConfigProblem>) {
+    if let Err(message) = scan.validate() {
+        problems.push(ConfigProblem::new("scan", message));
+    }
 }
 
 /// `[store]`: the identity of this device. The ids go into every event sent to the cloud, so
@@ -364,6 +425,8 @@ impl Config {
         };
         let logging = section::<LoggingConfig>(&table, "logging", &mut problems);
         let returns = section::<ReturnsConfig>(&table, "returns", &mut problems);
+        let scan = section::<ScanConfig>(&table, "scan", &mut problems);
+        let spool = section::<SpoolConfig>(&table, "spool", &mut problems);
 
         // The environment wins over the file for secrets. An empty variable counts as unset,
         // so an `Environment=` line left blank does not wipe the file's value.
@@ -399,6 +462,12 @@ impl Config {
         if let Some(returns) = &returns {
             returns.check(&mut invalid);
         }
+        if let Some(scan) = &scan {
+            check_scan(scan, &mut invalid);
+        }
+        if let Some(spool) = &spool {
+            spool.check(&mut invalid);
+        }
         for problem in &mut problems {
             problem.line = line_of_key(&document, text, &problem.key);
         }
@@ -418,19 +487,26 @@ impl Config {
         }
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
 
-        match (store, database, loyalty, mqtt, logging, returns) {
-            (Some(store), Some(database), Some(loyalty), Some(mqtt), Some(logging), Some(returns))
-                if problems.is_empty() =>
-            {
-                Ok(Config {
-                    store,
-                    database,
-                    loyalty,
-                    mqtt,
-                    logging,
-                    returns,
-                })
-            }
+        match (store, database, loyalty, mqtt, logging, returns, scan, spool) {
+            (
+                Some(store),
+                Some(database),
+                Some(loyalty),
+                Some(mqtt),
+                Some(logging),
+                Some(returns),
+                Some(scan),
+                Some(spool),
+            ) if problems.is_empty() => Ok(Config {
+                store,
+                database,
+                loyalty,
+                mqtt,
+                logging,
+                returns,
+                scan,
+                spool,
+            }),
             _ => Err(problems),
         }
     }
@@ -448,6 +524,8 @@ impl Config {
         }
         self.logging.check(&mut problems);
         self.returns.check(&mut problems);
+        check_scan(&self.scan, &mut problems);
+        self.spool.check(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
