@@ -65,6 +65,26 @@ pub enum Command {
     },
     /// Try the agent with sample data, nothing to install.
     Demo(DemoArgs),
+    /// Barcode scans: see what a scanner's data decodes to.
+    Scan {
+        /// The scan command.
+        #[command(subcommand)]
+        command: ScanCommand,
+    },
+}
+
+/// `scan …`
+#[derive(Debug, Subcommand)]
+pub enum ScanCommand {
+    /// Decode DATA as the agent would and print the result as one JSON object.
+    /// DATA may hold escapes: \x1d (GS, what scanners send for FNC1), \r, \n, \t, \\.
+    Decode {
+        /// What the scanner sent.
+        data: String,
+        /// Apply this configuration's [scan] rules (default: the built-in rules).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `config …`
@@ -179,7 +199,51 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Import { file, config } => import(&file, &config.config),
         Command::Status { config, json } => status(&config.config, json),
         Command::Demo(args) => demo(&args),
+        Command::Scan {
+            command: ScanCommand::Decode { data, config },
+        } => scan_decode(&data, config.as_deref()),
     }
+}
+
+/// Turns the escapes support staff type (`\x1d`, `\r`, `\n`, `\t`, `\\`) into the
+/// characters a scanner sends.
+pub fn unescape(data: &str) -> Result<String> {
+    let mut out = String::with_capacity(data.len());
+    let mut chars = data.chars().enumerate();
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next().map(|(_, c)| c) {
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).map(|(_, c)| c).collect();
+                let byte = u8::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 2)
+                    .with_context(|| format!("bad escape at position {}: \\x needs two hex digits", i + 1))?;
+                out.push(char::from(byte));
+            }
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some(other) => bail!("unknown escape \\{other} at position {}", i + 1),
+            None => bail!("DATA ends with a lone backslash"),
+        }
+    }
+    Ok(out)
+}
+
+fn scan_decode(data: &str, config: Option<&Path>) -> Result<ExitCode> {
+    init_cli_logging();
+    let rules = match config {
+        Some(path) => load_config(path)?.scan,
+        None => firmware_interfaces::scan::ScanConfig::default(),
+    };
+    let scan = firmware_interfaces::scan::decode(&unescape(data)?, &rules);
+    println!("{}", serde_json::to_string(&scan)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logging for the short commands: warnings and errors only, as text.
@@ -512,6 +576,16 @@ mod tests {
             error_chain(&outer),
             "import failed: cannot read snapshot s.jsonl: No such file"
         );
+    }
+
+    #[test]
+    fn unescape_turns_escapes_into_bytes() {
+        assert_eq!(unescape(r"]C1\x1d01\r").unwrap(), "]C1\u{1d}01\r");
+        assert_eq!(unescape(r"a\\b\n\t").unwrap(), "a\\b\n\t");
+        assert!(unescape(r"\x1").is_err());
+        assert!(unescape(r"\xzz").is_err());
+        assert!(unescape(r"\q").unwrap_err().to_string().contains("position 1"));
+        assert!(unescape("abc\\").is_err());
     }
 
     #[test]

@@ -600,3 +600,59 @@ fn card_numbers_and_pickup_codes_never_reach_the_snapshot_or_the_database() {
     planted.extend_from_slice(secrets[0].as_bytes());
     assert!(contains_bytes(&planted, secrets[0].as_bytes()));
 }
+
+// ---------------------------------------------------------------------------------------------
+// scan decode, for support staff checking what a scanner sends
+
+#[test]
+fn scan_decode_prints_one_json_object_and_applies_the_store_rules() {
+    let dir = TestDir::new();
+    let decode = |args: &[&str]| -> Value {
+        let out = dir.run_ok(args.iter().copied());
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{out}"))
+    };
+    let product = decode(&["scan", "decode", r"]C1\x1d0109521234543213\x1d3103000123"]);
+    assert_eq!(product["kind"], "product");
+    assert_eq!(product["symbology"], "]C1");
+    assert_eq!(product["gtin14"], "09521234543213");
+    assert_eq!(product["ais"][1]["ai"], "3103");
+    assert_eq!(product["error"], Value::Null);
+
+    let bad = decode(&["scan", "decode", "4006381333932"]);
+    assert_eq!(
+        bad["kind"], "payment_card_rejected",
+        "a failed EAN starting with 4 is treated as a card"
+    );
+    let bad = decode(&["scan", "decode", "04006381333932"]);
+    assert_eq!(bad["kind"], "invalid");
+    assert!(bad["error"].as_str().unwrap().contains("check digit"), "{bad}");
+
+    let pan = dir.run_ok(["scan", "decode", "4111111111111111"]);
+    assert!(pan.stdout.contains("payment_card_rejected"), "{pan}");
+    assert!(
+        !pan.all_output().contains("4111111111111111"),
+        "the PAN must not be echoed\n{pan}"
+    );
+
+    // The store's own rules: a pickup QR prefix from the config.
+    let config = dir.write_config();
+    let with_rules = format!(
+        "{}\n[scan]\norder_code_prefixes = [\"https://shop.example/pickup/\"]\n",
+        std::fs::read_to_string(&config).unwrap()
+    );
+    std::fs::write(&config, with_rules).unwrap();
+    let order = decode(&[
+        "scan",
+        "decode",
+        "https://shop.example/pickup/PU-123",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(order["kind"], "order_code");
+    let without = decode(&["scan", "decode", "https://shop.example/pickup/PU-123"]);
+    assert_eq!(without["kind"], "unknown");
+
+    let refused = dir.run(["scan", "decode", r"\x1"]);
+    assert!(!refused.success());
+    assert!(refused.stderr.contains("two hex digits"), "{refused}");
+}
