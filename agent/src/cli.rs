@@ -465,6 +465,7 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
         ("POS transactions", c.pos_transactions),
         ("associates", c.associates),
         ("dead letters", c.dead_letters),
+        ("journal receipts", c.journal_records),
     ] {
         let _ = writeln!(out, "  {name:<18} {n:>10}");
     }
@@ -484,6 +485,21 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
             out,
             "  {:<18} {:>6} waiting  {oldest}; seq {} written, {} acknowledged, {acked}",
             s.stream, s.depth, s.last_seq, s.acked_seq
+        );
+    }
+    let _ = writeln!(out, "\nDevices");
+    if r.devices.is_empty() {
+        let _ = writeln!(out, "  none reported");
+    }
+    for d in &r.devices {
+        let reason = d.reason.as_deref().map_or_else(String::new, |r| format!(": {r}"));
+        let _ = writeln!(
+            out,
+            "  {:<18} {:<8} {}{reason}, since {} ago",
+            d.device_id,
+            d.kind,
+            d.state,
+            age(now_ms - d.updated_at_ms)
         );
     }
     let _ = writeln!(out, "\nCloud streams (last sync)");

@@ -57,15 +57,18 @@ pub enum UplinkStream {
     Returns,
     /// Wishlist add/remove operations made in the store.
     WishlistOps,
+    /// Receipt text captured from printer streams (journal tap).
+    Journal,
 }
 
 impl UplinkStream {
     /// Every stream, in the order the uplink pump serves them: money first.
-    pub const ALL: [UplinkStream; 4] = [
+    pub const ALL: [UplinkStream; 5] = [
         UplinkStream::PosTransactions,
         UplinkStream::Returns,
         UplinkStream::OrderEvents,
         UplinkStream::WishlistOps,
+        UplinkStream::Journal,
     ];
 
     /// The name used in the database and on the wire.
@@ -75,6 +78,7 @@ impl UplinkStream {
             UplinkStream::OrderEvents => "order_events",
             UplinkStream::Returns => "returns",
             UplinkStream::WishlistOps => "wishlist_ops",
+            UplinkStream::Journal => "journal",
         }
     }
 }

@@ -256,6 +256,23 @@ impl Store {
             .await
     }
 
+    /// Records a receipt captured by the journal tap, for the cloud.
+    pub async fn record_journal_receipt(
+        &self,
+        receipt: Captured<records::JournalReceipt>,
+    ) -> Result<Recorded, StoreError> {
+        self.writer
+            .call(move |conn| records::record_journal_receipt(conn, &receipt))
+            .await
+    }
+
+    /// Remembers a device's state for `store-agent status` (not an event for the cloud).
+    pub async fn set_device_status(&self, status: records::DeviceStatusRecord) -> Result<(), StoreError> {
+        self.writer
+            .call(move |conn| records::set_device_status(conn, &status))
+            .await
+    }
+
     /// Writes (or replaces) a customer profile as the cloud sent it.
     pub async fn upsert_customer(&self, customer: entities::CustomerRecord) -> Result<(), StoreError> {
         self.writer

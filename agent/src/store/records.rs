@@ -616,3 +616,70 @@ pub(crate) fn apply_wishlist_op(tx: &Transaction<'_>, op: &WishlistOp) -> Result
         ])?;
     Ok(true)
 }
+
+/// A receipt captured from a printer stream by the journal tap (text already
+/// PAN-masked by `firmware_interfaces::escpos`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalReceipt {
+    /// The printer (tap) device.
+    pub device_id: String,
+    /// The receipt's lines, joined with `\n`.
+    pub text: String,
+}
+
+pub(super) fn record_journal_receipt(
+    conn: &mut Connection,
+    captured: &Captured<JournalReceipt>,
+) -> Result<Recorded, StoreError> {
+    let r = &captured.event;
+    if r.device_id.trim().is_empty() {
+        return Err(StoreError::invalid("journal.device_id", "must not be empty"));
+    }
+    let journal_id = captured.idempotency_key.to_string();
+    let outcome = record_event(conn, UplinkStream::Journal, "receipt", captured, |tx| {
+        let inserted = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO journal_records (journal_id, device_id, text, captured_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![journal_id, r.device_id, r.text, captured.captured_at_ms])?;
+        if inserted == 0 {
+            return Ok(Applied::AlreadyRecorded);
+        }
+        Ok(Applied::Changed {
+            result: (),
+            payload: r,
+        })
+    })?;
+    Ok(recorded(outcome))
+}
+
+/// The state of a device, as the status screens show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatusRecord {
+    /// The device id from the configuration.
+    pub device_id: String,
+    /// `serial`, `tcp`, `wedge`, `journal`, …
+    pub kind: String,
+    /// `connected`, `disconnected` or `error`.
+    pub state: String,
+    /// Why it is not connected.
+    pub reason: Option<String>,
+    /// When the state last changed.
+    pub updated_at_ms: i64,
+}
+
+pub(super) fn set_device_status(conn: &mut Connection, s: &DeviceStatusRecord) -> Result<(), StoreError> {
+    if !matches!(s.state.as_str(), "connected" | "disconnected" | "error") {
+        return Err(StoreError::invalid(
+            "device_status.state",
+            format!("expected connected, disconnected or error, found {:?}", s.state),
+        ));
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO device_status (device_id, kind, state, reason, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![s.device_id, s.kind, s.state, s.reason, s.updated_at_ms])?;
+    Ok(())
+}

@@ -261,6 +261,30 @@ CREATE TABLE associates (
 ) WITHOUT ROWID;
 "#,
     },
+    Migration {
+        version: 5,
+        description: "device status and receipt journal",
+        sql: r#"
+-- The last known state of every configured device, written by the agent when it
+-- changes, so `store-agent status` (another process) can show it.
+CREATE TABLE device_status (
+    device_id     TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('connected', 'disconnected', 'error')),
+    reason        TEXT,
+    updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Receipt text captured from a printer stream (journal tap), PAN-masked.
+-- journal_id is the idempotency key of the event that recorded it.
+CREATE TABLE journal_records (
+    journal_id     TEXT PRIMARY KEY,
+    device_id      TEXT NOT NULL,
+    text           TEXT NOT NULL,
+    captured_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 /// The version a fully migrated database has.
@@ -400,6 +424,10 @@ mod tests {
             4 => {
                 "INSERT INTO outbox_streams VALUES ('pos_transactions', 1, 0, NULL);
                  INSERT INTO dead_letters (source, payload, error, received_at_ms) VALUES ('t','x','e',1);"
+            }
+            5 => {
+                "INSERT INTO device_status VALUES ('scanner-1', 'serial', 'connected', NULL, 1);
+                 INSERT INTO journal_records VALUES ('j1', 'printer-1', 'THANK YOU', 1);"
             }
             _ => panic!("add seed rows for migration {version}"),
         };

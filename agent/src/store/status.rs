@@ -33,6 +33,8 @@ pub struct Counts {
     pub associates: i64,
     /// Input kept for a person to look at.
     pub dead_letters: i64,
+    /// Receipts captured by the journal tap.
+    pub journal_records: i64,
 }
 
 /// One uplink stream of the outbox.
@@ -76,6 +78,8 @@ pub struct StatusReport {
     pub outbox: Vec<OutboxStatus>,
     /// Per downlink stream.
     pub downlink: Vec<DownlinkStatus>,
+    /// Every device the agent has reported on.
+    pub devices: Vec<super::records::DeviceStatusRecord>,
 }
 
 fn count(conn: &Connection, sql: &str) -> Result<i64, StoreError> {
@@ -107,6 +111,7 @@ fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
         pos_transactions: count(conn, "SELECT count(*) FROM pos_transactions")?,
         associates: count(conn, "SELECT count(*) FROM associates WHERE active = 1")?,
         dead_letters: count(conn, "SELECT count(*) FROM dead_letters")?,
+        journal_records: count(conn, "SELECT count(*) FROM journal_records")?,
     };
     let outbox = conn
         .prepare(
@@ -136,10 +141,25 @@ fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let devices = conn
+        .prepare(
+            "SELECT device_id, kind, state, reason, updated_at_ms FROM device_status ORDER BY device_id",
+        )?
+        .query_map([], |r| {
+            Ok(super::records::DeviceStatusRecord {
+                device_id: r.get(0)?,
+                kind: r.get(1)?,
+                state: r.get(2)?,
+                reason: r.get(3)?,
+                updated_at_ms: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(StatusReport {
         schema_version: super::schema::current_version(conn)?,
         counts,
         outbox,
         downlink,
+        devices,
     })
 }

@@ -941,3 +941,68 @@ async fn redelivered_order_events_and_returns_are_recorded_once() {
     );
     assert_eq!(f.outbox_depth(), 1, "only the order event waits");
 }
+
+#[tokio::test]
+async fn journal_receipts_go_to_the_outbox_and_devices_to_status() {
+    let f = Fixture::new().await;
+    let receipt = Captured::at(
+        NOW,
+        records::JournalReceipt {
+            device_id: "printer-1".into(),
+            text: "COFFEE 2.50\nVISA ************1111".into(),
+        },
+    );
+    break_outbox(&f.store).await;
+    assert!(f.store.record_journal_receipt(receipt.clone()).await.is_err());
+    assert_eq!(
+        f.count("SELECT count(*) FROM journal_records"),
+        0,
+        "no row without its outbox row"
+    );
+    repair_outbox(&f.store).await;
+    let first = f.store.record_journal_receipt(receipt.clone()).await.unwrap();
+    assert_eq!(
+        first,
+        Recorded::New {
+            stream: UplinkStream::Journal,
+            seq: 1
+        }
+    );
+    f.store.acknowledge(UplinkStream::Journal, 1).await.unwrap();
+    assert_eq!(
+        f.store.record_journal_receipt(receipt).await.unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(f.count("SELECT count(*) FROM journal_records"), 1);
+
+    for (state, reason) in [("connected", None), ("disconnected", Some("unplugged"))] {
+        f.store
+            .set_device_status(records::DeviceStatusRecord {
+                device_id: "scanner-1".into(),
+                kind: "serial".into(),
+                state: state.into(),
+                reason: reason.map(String::from),
+                updated_at_ms: NOW,
+            })
+            .await
+            .unwrap();
+    }
+    let bad = records::DeviceStatusRecord {
+        device_id: "scanner-1".into(),
+        kind: "serial".into(),
+        state: "asleep".into(),
+        reason: None,
+        updated_at_ms: NOW,
+    };
+    assert!(f.store.set_device_status(bad).await.is_err());
+    let report = f.store.reads().with(status::report).unwrap();
+    assert_eq!(report.devices.len(), 1);
+    assert_eq!(report.devices[0].state, "disconnected");
+    assert_eq!(report.devices[0].reason.as_deref(), Some("unplugged"));
+    assert_eq!(report.counts.journal_records, 1);
+    let text = crate::cli::render_status(&report, NOW + 120_000);
+    assert!(
+        text.contains("scanner-1") && text.contains("disconnected: unplugged, since 2 min ago"),
+        "{text}"
+    );
+}
