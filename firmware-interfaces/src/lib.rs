@@ -12,8 +12,11 @@
 //! * [`msr`] — magnetic-stripe tracks 1 and 2 and the payment-card guard.
 //! * [`poslog`] — ARTS POSLog transactions.
 //! * [`escpos`] — the ESC/POS journal tap, line displays and receipt printers.
+//! * [`drivers`] — serial, TCP and keyboard-wedge device drivers: messages and
+//!   connection state as [`drivers::status::DeviceEvent`]s.
 
 pub mod card;
+pub mod drivers;
 pub mod escpos;
 pub mod gtin;
 pub mod msr;
