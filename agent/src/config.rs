@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+use crate::devices::DevicesConfig;
 use crate::logging::LogFormat;
 use firmware_interfaces::scan::ScanConfig;
 
@@ -43,8 +44,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/store-agent/config.toml";
 pub const MIN_HASH_KEY_BYTES: usize = 32;
 
 /// The top-level sections the file may contain, in the order they are documented.
-const SECTIONS: [&str; 8] = [
-    "store", "database", "loyalty", "mqtt", "logging", "returns", "scan", "spool",
+const SECTIONS: [&str; 9] = [
+    "store", "database", "loyalty", "mqtt", "logging", "returns", "scan", "spool", "devices",
 ];
 
 /// The whole configuration of one agent, as read from its TOML file.
@@ -70,6 +71,10 @@ pub struct Config {
     /// `[spool]`: the folder the POS drops POSLog files into. Optional; without
     /// `path` the agent reads no spool folder.
     pub spool: SpoolConfig,
+    /// `[devices]`: scanners and card readers (`[[devices.scanners.serial]]`,
+    /// `[[devices.card_readers.tcp]]`, …). Optional; the keys of each device are
+    /// those of `firmware_interfaces::drivers` (`SerialConfig`, `TcpScannerConfig`).
+    pub devices: DevicesConfig,
 }
 
 /// `[spool]`: the POSLog spool folder. The POS writes each transaction file into
@@ -114,6 +119,12 @@ impl SpoolConfig {
                 "must not be empty; leave it out to disable the spool folder",
             ));
         }
+    }
+}
+
+fn check_devices(devices: &DevicesConfig, problems: &mut Vec<ConfigProblem>) {
+    for (key, message) in devices.problems() {
+        problems.push(ConfigProblem::new(&key, message));
     }
 }
 
@@ -427,6 +438,7 @@ impl Config {
         let returns = section::<ReturnsConfig>(&table, "returns", &mut problems);
         let scan = section::<ScanConfig>(&table, "scan", &mut problems);
         let spool = section::<SpoolConfig>(&table, "spool", &mut problems);
+        let devices = section::<DevicesConfig>(&table, "devices", &mut problems);
 
         // The environment wins over the file for secrets. An empty variable counts as unset,
         // so an `Environment=` line left blank does not wipe the file's value.
@@ -468,6 +480,9 @@ impl Config {
         if let Some(spool) = &spool {
             spool.check(&mut invalid);
         }
+        if let Some(devices) = &devices {
+            check_devices(devices, &mut invalid);
+        }
         for problem in &mut problems {
             problem.line = line_of_key(&document, text, &problem.key);
         }
@@ -487,7 +502,9 @@ impl Config {
         }
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
 
-        match (store, database, loyalty, mqtt, logging, returns, scan, spool) {
+        match (
+            store, database, loyalty, mqtt, logging, returns, scan, spool, devices,
+        ) {
             (
                 Some(store),
                 Some(database),
@@ -497,6 +514,7 @@ impl Config {
                 Some(returns),
                 Some(scan),
                 Some(spool),
+                Some(devices),
             ) if problems.is_empty() => Ok(Config {
                 store,
                 database,
@@ -506,6 +524,7 @@ impl Config {
                 returns,
                 scan,
                 spool,
+                devices,
             }),
             _ => Err(problems),
         }
@@ -526,6 +545,7 @@ impl Config {
         self.returns.check(&mut problems);
         check_scan(&self.scan, &mut problems);
         self.spool.check(&mut problems);
+        check_devices(&self.devices, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -8,9 +8,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod devices;
 pub mod domain;
 pub mod events;
 pub mod logging;
 pub mod runtime;
 pub mod sample;
+pub mod spool;
 pub mod store;

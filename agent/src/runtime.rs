@@ -7,12 +7,18 @@
 //! as they are built (see ARCHITECTURE.md).
 
 use crate::config::Config;
+use crate::devices::{self, AgentEvent};
 use crate::domain::returns::ReturnPolicy;
 use crate::store::{KeyedHasher, Store, StoreOptions};
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// How long the parts get to finish after a stop request before they are cancelled
+/// (systemd's stop timeout is longer; the store still closes cleanly after this).
+const STOP_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Builds the store options from the configuration.
 pub fn store_options(config: &Config) -> Result<StoreOptions> {
@@ -45,6 +51,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         .context("the store opening task failed")?
         .with_context(|| format!("cannot open the database {}", path.display()))?;
     let store = Arc::new(store);
+
+    // Parts that run until shutdown: each gets the stop signal and is awaited,
+    // with a deadline, before the store is closed.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (agent_events, _) = broadcast::channel::<AgentEvent>(256);
+    let mut parts = tokio::task::JoinSet::new();
+    parts.spawn(devices::run(
+        config.devices.clone(),
+        config.scan.clone(),
+        store.clone(),
+        agent_events.clone(),
+        stop_rx.clone(),
+    ));
+    if config.spool.path.is_some() {
+        let spool = crate::spool::run_spool(
+            store.clone(),
+            config.spool.clone(),
+            config.store.store_id.clone(),
+            config.store.currency.clone(),
+            devices::stopped(stop_rx.clone()),
+        );
+        parts.spawn(async move {
+            if let Err(e) = spool.await {
+                tracing::error!(error = %format!("{e:#}"), "The spool folder reader stopped.");
+            }
+        });
+    }
+
     tracing::info!(
         store_id = %config.store.store_id,
         device_id = %config.store.device_id,
@@ -55,6 +89,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
 
     shutdown.await;
     tracing::info!("Shutting down.");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(STOP_DEADLINE, async {
+        while parts.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            deadline_s = STOP_DEADLINE.as_secs(),
+            "Parts still running at the stop deadline were cancelled."
+        );
+        parts.abort_all();
+        while parts.join_next().await.is_some() {}
+    }
+    drop(agent_events);
     let store =
         Arc::try_unwrap(store).map_err(|_| anyhow::anyhow!("the store is still in use at shutdown"))?;
     tokio::task::spawn_blocking(move || store.close())

@@ -1,0 +1,151 @@
+//! Devices through the whole agent: a card reader and a scanner on real
+//! pseudo-terminals, the agent's real device manager, the real store.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+use store_agent_e2e::TestDir;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const TEST_PAN: &str = "4111111111111111";
+
+/// A pseudo-terminal pair: the test writes to `master`, the agent opens `path`.
+struct Pty {
+    master: std::fs::File,
+    /// Kept open so the pty stays up between the agent's opens.
+    _slave: OwnedFd,
+    path: String,
+}
+
+fn pty() -> Pty {
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    // SAFETY: openpty writes two descriptors into the out-pointers; the name,
+    // termios and window-size arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed: {}", std::io::Error::last_os_error());
+    // SAFETY: ttyname returns a pointer to a static buffer for a valid tty descriptor.
+    let name = unsafe { libc::ttyname(slave) };
+    assert!(!name.is_null(), "ttyname failed");
+    // SAFETY: a NUL-terminated string from ttyname, copied at once.
+    let path = unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned();
+    Pty {
+        // SAFETY: both descriptors were just opened by openpty and are owned here.
+        master: unsafe { std::fs::File::from_raw_fd(master) },
+        _slave: unsafe { OwnedFd::from_raw_fd(slave) },
+        path,
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
+    let dir = TestDir::new();
+    let config = dir.write_config();
+    let snapshot = dir.path_str("sample.jsonl");
+    dir.run_ok([
+        "sample-data",
+        "--customers",
+        "20",
+        "--products",
+        "10",
+        "--seed",
+        "1",
+        "--out",
+        &snapshot,
+        "--config",
+        &config,
+    ]);
+    dir.run_ok(["import", &snapshot, "--config", &config]);
+
+    let mut msr = pty();
+    let mut scanner = pty();
+    let devices = format!(
+        "\n[[devices.card_readers.serial]]\ndevice_id = \"msr-1\"\npath = {:?}\n\
+         \n[[devices.scanners.serial]]\ndevice_id = \"scanner-1\"\npath = {:?}\n",
+        msr.path, scanner.path
+    );
+    let mut file = std::fs::OpenOptions::new().append(true).open(&config).unwrap();
+    file.write_all(devices.as_bytes()).unwrap();
+    drop(file);
+
+    let mut agent = dir.spawn(["run", "--config", &config]);
+    assert!(
+        agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
+        "not ready\n{}",
+        agent.stderr_so_far()
+    );
+    assert!(
+        agent.wait_until(EVENT_TIMEOUT, |a| a
+            .stderr_so_far()
+            .matches("Device connected.")
+            .count()
+            >= 2),
+        "both devices should connect\n{}",
+        agent.stderr_so_far()
+    );
+
+    // A loyalty card swiped (track 2 with the number only) identifies customer 1.
+    let card = store_agent::sample::card_number(1, 0);
+    msr.master.write_all(format!(";{card}?\r").as_bytes()).unwrap();
+    assert!(
+        agent.wait_for_stderr("customer_id=C00000001", EVENT_TIMEOUT),
+        "the loyalty swipe should identify the customer\n{}",
+        agent.stderr_so_far()
+    );
+    // A product scanned.
+    scanner.master.write_all(b"]E04006381333931\r").unwrap();
+    assert!(
+        agent.wait_for_stderr("gtin14=04006381333931", EVENT_TIMEOUT),
+        "the scan should be decoded\n{}",
+        agent.stderr_so_far()
+    );
+    // A payment card swiped at the card reader and its number scanned at the scanner.
+    msr.master
+        .write_all(format!("%B{TEST_PAN}^TEST/VISA^2812201?;{TEST_PAN}=2812201?\r").as_bytes())
+        .unwrap();
+    scanner
+        .master
+        .write_all(format!("{TEST_PAN}\r").as_bytes())
+        .unwrap();
+    assert!(
+        agent.wait_until(EVENT_TIMEOUT, |a| {
+            a.stderr_so_far().matches("Payment card presented").count() >= 2
+        }),
+        "both payment-card reads should be rejected\n{}",
+        agent.stderr_so_far()
+    );
+
+    agent.signal(libc::SIGTERM);
+    let output = agent.finish(STOP_TIMEOUT);
+    assert_eq!(output.code(), Some(0), "{output}");
+
+    let logs = output.all_output();
+    for secret in [TEST_PAN, "TEST/VISA", card.as_str()] {
+        assert!(!logs.contains(secret), "{secret} in the logs\n{logs}");
+        for file in [dir.database(), dir.wal()] {
+            if let Ok(bytes) = std::fs::read(&file) {
+                assert!(!contains(&bytes, secret), "{secret} in {}", file.display());
+            }
+        }
+    }
+    // The agent recorded the devices' state for `status`.
+    let status = dir.status_json(&config);
+    let devices = status["devices"].as_array().unwrap();
+    assert!(devices.iter().any(|d| d["device_id"] == "msr-1"), "{status}");
+}
