@@ -615,15 +615,20 @@ pub fn to_pos_transaction(
     let sequence_number: i64 = sequence
         .parse()
         .map_err(|_| format!("sequence_number: {sequence} does not fit in a 64-bit integer"))?;
+    // Without BusinessDayDate, the day is the local date on which the transaction
+    // ended, as the POS wrote it (the date part of EndDateTime, before any offset).
     let business_day = match non_empty(t.business_day.as_deref()) {
         Some(day) => day.trim().to_owned(),
-        None => {
-            return Err(
-                "business_day: BusinessDayDate is missing, and the transaction carries no \
-                        date to derive it from"
-                    .into(),
-            );
-        }
+        None => match t.end_date_time.as_deref().and_then(|d| d.trim().get(..10)) {
+            Some(day) => day.to_owned(),
+            None => {
+                return Err(
+                    "business_day: BusinessDayDate is missing, and the transaction has no \
+                            EndDateTime to derive it from"
+                        .into(),
+                );
+            }
+        },
     };
     time::Date::parse(
         &business_day,
@@ -701,7 +706,7 @@ pub fn to_pos_transaction(
         currency: currency.as_str().to_owned(),
         total_minor: grand_total.unwrap_or(0),
         tax_minor,
-        occurred_at_ms: None,
+        occurred_at_ms: t.end_date_time.as_deref().and_then(unix_ms),
         lines,
     })
 }
@@ -786,6 +791,12 @@ fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// An ISO 8601 / RFC 3339 date-time as Unix milliseconds; `None` when it is not one.
+fn unix_ms(text: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[cfg(test)]
@@ -880,11 +891,23 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_business_day_is_refused_by_name() {
+    fn a_missing_business_day_is_taken_from_the_end_date_time() {
         let Some(txs) = corpus("PosLogStreaming/PosLog.xml") else {
             return;
         };
-        let err = txs[0].as_ref().expect_err("no BusinessDayDate");
+        let t = txs[0].as_ref().expect("EndDateTime gives the day");
+        assert_eq!(t.business_day, "2017-06-21");
+        // 2017-06-21T13:39:11+02:00, the last EndDateTime.
+        assert_eq!(t.occurred_at_ms, Some(1_498_045_151_000));
+    }
+
+    #[test]
+    fn a_transaction_without_any_date_is_refused_by_name() {
+        let xml = br#"<POSLog><Transaction><WorkstationID>3</WorkstationID><SequenceNumber>1</SequenceNumber>
+            <RetailTransaction><LineItem><Sale><ItemID>4006381333931</ItemID><ExtendedAmount>1.50</ExtendedAmount></Sale></LineItem>
+            <Total TotalType="TransactionGrandAmount">1.50</Total></RetailTransaction></Transaction></POSLog>"#;
+        let t = parse_poslog(xml).expect("parses").remove(0);
+        let err = to_pos_transaction(&t, "s", "EUR", &hasher()).expect_err("no date");
         assert!(err.starts_with("business_day:"), "{err}");
     }
 

@@ -139,6 +139,15 @@ pub(crate) fn transaction(xml: &[u8], node: &Node) -> Result<PosLogTransaction, 
             d.trimmed_text().or_else(|| text_of(d, "Date")).map(str::to_owned)
         }),
         operator_id: text_of(node, "OperatorID").map(str::to_owned),
+        // The last EndDateTime of the transaction (some POSs write one per phase):
+        // when the transaction closed, as the POS wrote it (local time and offset).
+        end_date_time: node
+            .children_named("EndDateTime")
+            .filter_map(Node::trimmed_text)
+            .max()
+            .or_else(|| body.and_then(|b| text_of(b, "EndDateTime")))
+            .or_else(|| body.and_then(|b| text_of(b, "DateTime")))
+            .map(str::to_owned),
         currency,
         transaction_type: body.map(|b| b.name.clone()),
         line_items,

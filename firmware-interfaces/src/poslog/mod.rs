@@ -89,6 +89,10 @@ pub struct PosLogTransaction {
     pub business_day: Option<String>,
     /// `OperatorID`: the cashier. `None` when absent.
     pub operator_id: Option<String>,
+    /// When the transaction ended, as written (ISO 8601 date-time, usually with
+    /// the store's UTC offset): the last `EndDateTime` of the transaction, else the
+    /// body's `EndDateTime` or `DateTime`. `None` when the document has none.
+    pub end_date_time: Option<String>,
     /// `CurrencyCode` of the transaction, or else the `CurrencyCode` attribute of
     /// the grand total. `None` when neither is present.
     pub currency: Option<String>,
