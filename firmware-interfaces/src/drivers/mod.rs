@@ -21,6 +21,7 @@
 
 pub mod framing;
 pub mod keymap;
+pub mod output;
 pub mod serial;
 pub mod status;
 pub mod tcp;
