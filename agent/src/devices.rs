@@ -1,5 +1,6 @@
-//! The device manager: one task per configured scanner or card reader, and one
-//! consumer that turns their messages into [`AgentEvent`]s for the screens.
+//! The device manager: one task per configured scanner, card reader or receipt
+//! printer journal tap, and one consumer that turns their messages into
+//! [`AgentEvent`]s for the screens and journal receipts for the store.
 //!
 //! **Invariants.** One task owns each device (the drivers of
 //! `firmware_interfaces::drivers`); they feed one bounded channel. Decoding is pure
@@ -7,22 +8,34 @@
 //! data: a payment number becomes [`AgentEvent::PaymentCardRejected`] with no digits,
 //! and no log line ever carries a scan's raw text, a card number or a customer name.
 //! Device state changes are written to the store for `store-agent status`.
+//!
+//! **Journal taps.** A tap reads the byte stream going to a receipt printer (serial,
+//! `framing = "raw"`); the consumer keeps one [`JournalTap`] per tap, feeds it every
+//! chunk, and records each completed receipt (PAN-masked by the tap) with
+//! [`Store::record_journal_receipt`]. On shutdown it first handles what the drivers
+//! had already read, then ends every tap's stream, so a receipt without a final cut
+//! is kept. Logs carry the device id and the line count, never receipt text.
 
-use crate::store::{Store, queries, records::DeviceStatusRecord};
+use crate::events::Captured;
+use crate::store::records::{DeviceStatusRecord, JournalReceipt};
+use crate::store::{Store, queries};
 use firmware_interfaces::card::CardRules;
 use firmware_interfaces::drivers::ConfigError;
-use firmware_interfaces::drivers::serial::{SerialConfig, run_serial};
+use firmware_interfaces::drivers::serial::{Framing, SerialConfig, run_serial};
 use firmware_interfaces::drivers::status::{DeviceEvent, DeviceEventKind, DeviceState};
 use firmware_interfaces::drivers::tcp::{TcpScannerConfig, run_tcp};
 use firmware_interfaces::drivers::wedge::{WedgeConfig, run_wedge};
+use firmware_interfaces::escpos::journal::{JournalConfig, JournalTap, Receipt};
 use firmware_interfaces::msr::{CardRead, read_card};
 use firmware_interfaces::scan::{Scan, ScanConfig, ScanKind, decode};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// `[devices]`: the scanners and card readers of this device.
+/// `[devices]`: the scanners, card readers and receipt-printer journal taps of this
+/// device.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DevicesConfig {
@@ -31,6 +44,33 @@ pub struct DevicesConfig {
     pub scanners: DeviceList,
     /// Magnetic-stripe card readers: `[[devices.card_readers.serial]]`, ….
     pub card_readers: DeviceList,
+    /// Receipt-printer journal taps: `[[devices.journal_taps]]`, each with its
+    /// `[devices.journal_taps.serial]` port (which must use `framing = "raw"`) and
+    /// optional `receipts` rules.
+    pub journal_taps: Vec<JournalTapDevice>,
+}
+
+/// One journal tap: a serial port that sees the bytes going to a receipt printer,
+/// and how its stream is split into receipts.
+///
+/// ```toml
+/// [[devices.journal_taps]]
+/// receipts = { split_on_cut = true }   # optional; also start_patterns, end_patterns
+/// [devices.journal_taps.serial]
+/// device_id = "printer-tap"
+/// path = "/dev/store-printer-tap"
+/// framing = "raw"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalTapDevice {
+    /// The port, with the keys of any serial device; `framing` must be `"raw"`.
+    /// Required.
+    pub serial: SerialConfig,
+    /// How the stream is split into receipts: `split_on_cut` (default true),
+    /// `start_patterns`, `end_patterns` (default none). Optional.
+    #[serde(default)]
+    pub receipts: JournalConfig,
 }
 
 /// Devices of one role, by connection.
@@ -54,6 +94,8 @@ pub enum Role {
     Scanner,
     /// Card reader: messages go through `msr::read_card`.
     CardReader,
+    /// Receipt-printer journal tap: the raw stream goes through `escpos::JournalTap`.
+    Journal,
 }
 
 impl DevicesConfig {
@@ -80,6 +122,24 @@ impl DevicesConfig {
                 check(format!("devices.{role}.wedge[{i}]"), &d.device_id, d.validate());
             }
         }
+        // A journal tap reads a printer stream, which has no line terminator.
+        let mut framing = Vec::new();
+        for (i, tap) in self.journal_taps.iter().enumerate() {
+            let d = &tap.serial;
+            let key = format!("devices.journal_taps[{i}].serial");
+            let valid = d.validate();
+            if valid.is_ok() && d.framing != Framing::Raw {
+                let error = ConfigError {
+                    device_id: d.device_id.clone(),
+                    key: "framing",
+                    message: "must be \"raw\" for a journal tap (a printer stream has no line terminator)"
+                        .into(),
+                };
+                framing.push((format!("{key}.framing"), error.to_string()));
+            }
+            check(key, &d.device_id, valid);
+        }
+        out.extend(framing);
         out
     }
 
@@ -98,6 +158,9 @@ impl DevicesConfig {
             for w in &list.wedge {
                 roles.insert(w.device_id.clone(), (role, "wedge"));
             }
+        }
+        for tap in &self.journal_taps {
+            roles.insert(tap.serial.device_id.clone(), (Role::Journal, "serial"));
         }
         roles
     }
@@ -143,6 +206,10 @@ pub enum AgentEvent {
 /// How many device messages may wait for the consumer.
 const EVENT_QUEUE: usize = 256;
 
+/// How long, after a stop, the consumer keeps handling what the drivers had
+/// already read (their reader threads end within one read timeout, 100 ms).
+const DRAIN_DEADLINE: Duration = Duration::from_millis(500);
+
 /// Starts one task per device and the consumer; returns when `shutdown` flips to
 /// true and every task has stopped.
 pub async fn run(
@@ -154,6 +221,11 @@ pub async fn run(
 ) {
     let (tx, mut rx) = mpsc::channel::<DeviceEvent>(EVENT_QUEUE);
     let roles = config.roles();
+    let mut taps: HashMap<String, JournalTap> = config
+        .journal_taps
+        .iter()
+        .map(|t| (t.serial.device_id.clone(), JournalTap::new(t.receipts.clone())))
+        .collect();
     let mut tasks = tokio::task::JoinSet::new();
     for list in [&config.scanners, &config.card_readers] {
         for s in list.serial.clone() {
@@ -166,21 +238,103 @@ pub async fn run(
             tasks.spawn(run_wedge(w, tx.clone(), stopped(shutdown.clone())));
         }
     }
+    for tap in &config.journal_taps {
+        tasks.spawn(run_serial(
+            tap.serial.clone(),
+            tx.clone(),
+            stopped(shutdown.clone()),
+        ));
+    }
     drop(tx);
     let card_rules = scan_rules.card_rules.clone();
+    let mut consumer = Consumer {
+        roles,
+        scan_rules: &scan_rules,
+        card_rules: &card_rules,
+        store: &store,
+        out: &events_out,
+        taps: &mut taps,
+    };
     loop {
         tokio::select! {
             event = rx.recv() => match event {
-                Some(event) => {
-                    let role = roles.get(&event.device_id).copied();
-                    handle(event, role, &scan_rules, &card_rules, &store, &events_out).await;
-                }
+                Some(event) => consumer.handle(event).await,
                 None => break,
             },
             _ = stopped(shutdown.clone()) => break,
         }
     }
     while tasks.join_next().await.is_some() {}
+    // The drivers have stopped; their reader threads hand over what they had read
+    // and drop their senders within one read timeout. Handle those bytes, so the
+    // end of a printer stream just before the stop reaches the journal.
+    let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+        while let Some(event) = rx.recv().await {
+            consumer.handle(event).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!("Device events still arriving at the drain deadline were dropped.");
+    }
+    // The printer streams end here: an open receipt (no cut yet) is kept.
+    for (device_id, tap) in consumer.taps.iter_mut() {
+        for receipt in tap.finish() {
+            record_receipt(device_id, receipt, &store).await;
+        }
+    }
+}
+
+/// What the consumer needs to handle one device event.
+struct Consumer<'a> {
+    roles: HashMap<String, (Role, &'static str)>,
+    scan_rules: &'a ScanConfig,
+    card_rules: &'a CardRules,
+    store: &'a Store,
+    out: &'a broadcast::Sender<AgentEvent>,
+    /// One journal interpreter per tap device id.
+    taps: &'a mut HashMap<String, JournalTap>,
+}
+
+impl Consumer<'_> {
+    async fn handle(&mut self, event: DeviceEvent) {
+        let role = self.roles.get(&event.device_id).copied();
+        if let (Some((Role::Journal, _)), DeviceEventKind::Data(bytes)) = (role, &event.kind) {
+            let Some(tap) = self.taps.get_mut(&event.device_id) else {
+                return;
+            };
+            let receipts = tap.push(bytes);
+            for receipt in receipts {
+                record_receipt(&event.device_id, receipt, self.store).await;
+            }
+            return;
+        }
+        handle(
+            event,
+            role,
+            self.scan_rules,
+            self.card_rules,
+            self.store,
+            self.out,
+        )
+        .await;
+    }
+}
+
+/// Records one receipt of a journal tap; logs its device and line count only.
+async fn record_receipt(device_id: &str, receipt: Receipt, store: &Store) {
+    let lines = receipt.lines.len();
+    let record = JournalReceipt {
+        device_id: device_id.to_string(),
+        text: receipt.lines.join("\n"),
+    };
+    drop(receipt);
+    match store.record_journal_receipt(Captured::now(record)).await {
+        Ok(_) => tracing::info!(device_id = %device_id, lines, "Journal receipt recorded."),
+        Err(e) => {
+            tracing::error!(device_id = %device_id, lines, error = %e, "Cannot record a journal receipt.")
+        }
+    }
 }
 
 /// Completes when the stop flag is set (or its sender is gone).
@@ -238,6 +392,8 @@ async fn handle(
             let agent_event = match role {
                 Role::Scanner => from_scan(device_id, decode(&text, scan_rules), store).await,
                 Role::CardReader => from_swipe(device_id, read_card(&text, card_rules), store).await,
+                // Journal data is handled by the consumer's taps, never decoded here.
+                Role::Journal => return,
             };
             log_event(&agent_event);
             // No subscriber (no screen open) is fine: the event is just not shown.
@@ -361,5 +517,66 @@ mod tests {
             format!("{BASE}[[devices.scanners.serial]]\ndevice_id = \"x\"\npath = \"/dev/x\"\nspeed = 1\n");
         let problems = Config::parse(&unknown, &|_| None).unwrap_err();
         assert!(problems.iter().any(|p| p.key.contains("speed")), "{problems:?}");
+    }
+
+    #[test]
+    fn journal_taps_parse_and_must_be_raw_with_ids_unique_across_roles() {
+        use firmware_interfaces::drivers::serial::Framing;
+
+        let text = format!(
+            "{BASE}[[devices.journal_taps]]\nreceipts = {{ split_on_cut = false, end_patterns = [\"THANK YOU\"] }}\n\
+             [devices.journal_taps.serial]\ndevice_id = \"printer-tap\"\npath = \"/dev/store-printer-tap\"\n\
+             framing = \"raw\"\nbaud = 38400\n\
+             [[devices.journal_taps]]\n[devices.journal_taps.serial]\ndevice_id = \"tap-2\"\npath = \"/dev/x\"\n\
+             framing = \"raw\"\n"
+        );
+        let config = Config::parse(&text, &|_| None).unwrap();
+        let taps = &config.devices.journal_taps;
+        assert_eq!(taps.len(), 2);
+        assert_eq!(taps[0].serial.device_id, "printer-tap");
+        assert_eq!(taps[0].serial.framing, Framing::Raw);
+        assert_eq!(taps[0].serial.baud, 38400);
+        assert!(!taps[0].receipts.split_on_cut);
+        assert_eq!(taps[0].receipts.end_patterns, vec!["THANK YOU".to_string()]);
+        assert!(taps[1].receipts.split_on_cut, "receipts defaults to split on cut");
+        let roles = config.devices.roles();
+        assert_eq!(roles["printer-tap"], (super::Role::Journal, "serial"));
+
+        // Line framing (the default) is refused, naming the key.
+        let lines = format!(
+            "{BASE}[[devices.journal_taps]]\n[devices.journal_taps.serial]\ndevice_id = \"tap\"\npath = \"/dev/x\"\n"
+        );
+        let problems = Config::parse(&lines, &|_| None).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == "devices.journal_taps[0].serial.framing" && p.to_string().contains("raw")),
+            "{problems:?}"
+        );
+
+        // Ids are unique together with scanners and card readers.
+        let same = format!(
+            "{BASE}[[devices.scanners.serial]]\ndevice_id = \"same\"\npath = \"/dev/ttyACM0\"\n\
+             [[devices.journal_taps]]\n[devices.journal_taps.serial]\ndevice_id = \"same\"\npath = \"/dev/x\"\n\
+             framing = \"raw\"\n"
+        );
+        let problems = Config::parse(&same, &|_| None).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter().any(|p| p.contains("devices.journal_taps[0].serial")
+                && p.contains("also used by devices.scanners.serial[0]")),
+            "{text:?}"
+        );
+
+        // Unknown keys in the tap or its receipts are refused.
+        let unknown = format!(
+            "{BASE}[[devices.journal_taps]]\nreceipts = {{ split_on_cuts = true }}\n\
+             [devices.journal_taps.serial]\ndevice_id = \"tap\"\npath = \"/dev/x\"\nframing = \"raw\"\n"
+        );
+        let problems = Config::parse(&unknown, &|_| None).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.to_string().contains("split_on_cuts")),
+            "{problems:?}"
+        );
     }
 }

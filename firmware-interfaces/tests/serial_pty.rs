@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use firmware_interfaces::card::CardRules;
-use firmware_interfaces::drivers::serial::{SerialConfig, run_serial};
+use firmware_interfaces::drivers::serial::{Framing, SerialConfig, run_serial};
 use firmware_interfaces::drivers::status::{DeviceEvent, DeviceEventKind, DeviceState};
 use firmware_interfaces::msr::{CardRead, read_card};
 use firmware_interfaces::scan::{ScanConfig, ScanKind, decode};
@@ -325,4 +325,48 @@ async fn missing_port_reports_disconnected_then_connects_when_it_appears() {
 
     driver.shut_down().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_framing_forwards_every_byte_unchanged_and_in_order() {
+    let mut pty = Pty::new();
+    let mut config = config(&pty.slave_path);
+    config.framing = Framing::Raw;
+    // Ignored in raw mode: neither may cut or hold back anything.
+    config.terminator = b"\r\n".to_vec();
+    config.inter_byte_timeout_ms = 0;
+    let mut driver = Driver::start(config);
+    driver.expect_connected().await;
+
+    // A printer stream: text with CR/LF, a GS command, then every byte value
+    // (binary image data), then more than the 4096-byte message cap in one write.
+    let mut writes: Vec<Vec<u8>> = vec![
+        b"\x1b@HELLO\r\n".to_vec(),
+        b"\x1dV\x00\r".to_vec(),
+        b"\n\x1dv0\x00".to_vec(),
+        (0..=255u8).collect(),
+    ];
+    writes.push((0..10_000u32).map(|i| (i % 251) as u8).collect());
+    writes.push(b"\x1dV\x00end\x0d\x0a".to_vec());
+    let expected: Vec<u8> = writes.concat();
+
+    for write in &writes {
+        pty.send(write);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut received = Vec::new();
+    let mut chunks = 0;
+    while received.len() < expected.len() {
+        let chunk = driver.expect_data().await;
+        assert!(!chunk.is_empty(), "an empty read was forwarded");
+        received.extend_from_slice(&chunk);
+        chunks += 1;
+    }
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected, "the bytes changed on the way");
+    assert!(chunks >= 2, "several writes arrive as several reads");
+    // Nothing else was reported (no error about a too-long message).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(driver.events.try_recv().is_err());
+    driver.shut_down().await;
 }

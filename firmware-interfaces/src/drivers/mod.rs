@@ -2,7 +2,8 @@
 //! keyboard wedges, turned into [`status::DeviceEvent`]s.
 //!
 //! A driver reads bytes from one device, cuts them into messages at the configured
-//! terminator ([`framing`]) and reports each complete message, together with the
+//! terminator ([`framing`]; a serial port in raw framing, such as a receipt-printer
+//! tap, passes each read on unchanged instead) and reports each complete message, together with the
 //! device's connection state, as a [`status::DeviceEvent`]. It does not decode: the
 //! agent hands a message to [`crate::scan::decode`] or [`crate::msr::read_card`].
 //!

@@ -6,6 +6,11 @@
 //! tries to reopen the configured path every [`SerialConfig::reopen_interval_ms`]
 //! until the device is back.
 //!
+//! A port is read in one of two [`Framing`]s: `lines` (scanners and card readers:
+//! messages cut at the terminator, see [`super::framing`]) or `raw` (a receipt
+//! printer's stream tapped for the journal: no terminator, binary image data, so
+//! every read is forwarded as it came).
+//!
 //! **Invariants:** one task per port. Serial reads block, so they run on a dedicated
 //! std thread per open port, with a short read timeout so the thread sees the stop
 //! flag and the inter-byte timeout; the thread forwards events with `blocking_send`
@@ -43,6 +48,21 @@ pub enum Parity {
     Even,
 }
 
+/// How the bytes read from a port become [`DeviceEvent`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Framing {
+    /// Messages end at the terminator (or after the inter-byte timeout); each
+    /// complete message is one `Data` event, at most
+    /// [`MAX_MESSAGE_LEN`] bytes. What scanners and card readers need.
+    #[default]
+    Lines,
+    /// Every read is one `Data` event, bytes unchanged and in order, however long
+    /// the stream (a printer stream has no terminator and carries binary image
+    /// data); `terminator` and `inter_byte_timeout_ms` are ignored.
+    Raw,
+}
+
 /// One serial device, from the agent's configuration (`[[devices.serial]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +96,10 @@ pub struct SerialConfig {
     /// Milliseconds between attempts to reopen a port that is gone. Default: 1000.
     #[serde(default = "default_reopen_interval_ms")]
     pub reopen_interval_ms: u64,
+    /// How the stream is cut into messages: `lines` (at the terminator) or `raw`
+    /// (every read as it came, for a printer's journal tap). Default: `lines`.
+    #[serde(default)]
+    pub framing: Framing,
 }
 
 fn default_baud() -> u32 {
@@ -111,6 +135,7 @@ impl SerialConfig {
             terminator: default_terminator(),
             inter_byte_timeout_ms: default_inter_byte_timeout_ms(),
             reopen_interval_ms: default_reopen_interval_ms(),
+            framing: Framing::Lines,
         }
     }
 
@@ -136,7 +161,9 @@ impl SerialConfig {
         if !matches!(self.stop_bits, 1 | 2) {
             return Err(error("stop_bits", "must be 1 or 2"));
         }
-        check_terminator(&self.device_id, &self.terminator)?;
+        if self.framing == Framing::Lines {
+            check_terminator(&self.device_id, &self.terminator)?;
+        }
         if self.reopen_interval_ms == 0 {
             return Err(error("reopen_interval_ms", "must be more than 0, e.g. 1000"));
         }
@@ -146,9 +173,9 @@ impl SerialConfig {
     /// How long one blocking read waits: short enough to honour the inter-byte
     /// timeout and to see the stop flag promptly.
     fn read_timeout(&self) -> Duration {
-        let ms = match self.inter_byte_timeout_ms {
-            0 => 100,
-            t => (t / 2).clamp(5, 100),
+        let ms = match (self.framing, self.inter_byte_timeout_ms) {
+            (Framing::Raw, _) | (Framing::Lines, 0) => 100,
+            (Framing::Lines, t) => (t / 2).clamp(5, 100),
         };
         Duration::from_millis(ms)
     }
@@ -159,7 +186,8 @@ impl SerialConfig {
 ///
 /// Reports `Connected` each time the port opens, `Disconnected` when it goes away
 /// or cannot be opened (once, not at every retry), and `Error` when a message
-/// longer than [`MAX_MESSAGE_LEN`] bytes was dropped. Returns when `shutdown`
+/// longer than [`MAX_MESSAGE_LEN`] bytes was dropped (in [`Framing::Lines`]; in
+/// [`Framing::Raw`] every read is sent as one `Data` event and nothing is dropped). Returns when `shutdown`
 /// completes or when the receiver of `events` is dropped. The configuration should
 /// have passed [`SerialConfig::validate`]; an invalid one is reported as an `Error`
 /// status and the function returns.
@@ -304,6 +332,65 @@ const PATH_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Reads `port` until the device goes away, the stop flag is set or nobody listens
 /// (blocking: runs on the port's own thread).
 fn read_port(
+    port: serialport::TTYPort,
+    config: &SerialConfig,
+    events: &mpsc::Sender<DeviceEvent>,
+    stop: &AtomicBool,
+) -> ReadEnd {
+    match config.framing {
+        Framing::Lines => read_lines(port, config, events, stop),
+        Framing::Raw => read_raw(port, config, events, stop),
+    }
+}
+
+/// [`read_port`] in [`Framing::Raw`]: every non-empty read is forwarded as it came.
+fn read_raw(
+    mut port: serialport::TTYPort,
+    config: &SerialConfig,
+    events: &mpsc::Sender<DeviceEvent>,
+    stop: &AtomicBool,
+) -> ReadEnd {
+    let id = config.device_id.as_str();
+    let mut buf = vec![0u8; RAW_READ_LEN];
+    let mut empty_reads = 0;
+    let mut path_checked_at = Instant::now();
+
+    while !stop.load(Ordering::Relaxed) {
+        match port.read(&mut buf) {
+            Ok(0) => {
+                empty_reads += 1;
+                if empty_reads >= MAX_EMPTY_READS {
+                    return ReadEnd::Lost("the device stopped answering (end of file)".into());
+                }
+            }
+            Ok(n) => {
+                empty_reads = 0;
+                if events
+                    .blocking_send(DeviceEvent::data(id, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    return ReadEnd::ReceiverGone;
+                }
+            }
+            Err(error) if is_transient(error.kind()) => {}
+            Err(error) => return ReadEnd::Lost(format!("read failed: {error}")),
+        }
+        if path_checked_at.elapsed() >= PATH_CHECK_INTERVAL {
+            path_checked_at = Instant::now();
+            if let Some(reason) = path_gone(&config.path) {
+                return ReadEnd::Lost(reason);
+            }
+        }
+    }
+    ReadEnd::ReceiverGone
+}
+
+/// The largest chunk one raw read hands over (a printer stream's image data comes
+/// in large writes; fewer, larger events keep the channel short).
+const RAW_READ_LEN: usize = 4096;
+
+/// [`read_port`] in [`Framing::Lines`]: messages cut at the terminator.
+fn read_lines(
     mut port: serialport::TTYPort,
     config: &SerialConfig,
     events: &mpsc::Sender<DeviceEvent>,
@@ -391,7 +478,20 @@ mod tests {
         assert_eq!(config.baud, 9600);
         assert_eq!(config.terminator, b"\r");
         assert_eq!(config.inter_byte_timeout_ms, 50);
+        assert_eq!(config.framing, Framing::Lines);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn raw_framing_is_read_and_ignores_the_terminator() {
+        let config = parse(r#"{"device_id": "p1", "path": "/dev/x", "framing": "raw"}"#).unwrap();
+        assert_eq!(config.framing, Framing::Raw);
+        config.validate().unwrap();
+        let mut spoiled = config.clone();
+        spoiled.terminator = b";".to_vec();
+        spoiled.validate().unwrap();
+        let error = parse(r#"{"device_id": "p1", "path": "/dev/x", "framing": "bytes"}"#).unwrap_err();
+        assert!(error.to_string().contains("raw"), "{error}");
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct DeviceEvent {
 pub enum DeviceEventKind {
     /// The device's state changed.
     Status(DeviceState),
-    /// One complete message (a scan line or a swipe), terminator removed.
+    /// One complete message (a scan line or a swipe), terminator removed; or, for a
+    /// device read in raw framing (a printer tap), one read of the byte stream.
     Data(Vec<u8>),
 }
 
