@@ -48,6 +48,9 @@ pub struct DevicesConfig {
     /// `[devices.journal_taps.serial]` port (which must use `framing = "raw"`) and
     /// optional `receipts` rules.
     pub journal_taps: Vec<JournalTapDevice>,
+    /// Customer line displays: `[[devices.displays]]` with a `protocol`, an
+    /// optional `code_page` and a `[devices.displays.port]` serial port.
+    pub displays: Vec<crate::displays::DisplayDevice>,
 }
 
 /// One journal tap: a serial port that sees the bytes going to a receipt printer,
@@ -138,6 +141,10 @@ impl DevicesConfig {
                 framing.push((format!("{key}.framing"), error.to_string()));
             }
             check(key, &d.device_id, valid);
+        }
+        for (i, display) in self.displays.iter().enumerate() {
+            let d = &display.port;
+            check(format!("devices.displays[{i}].port"), &d.device_id, d.validate());
         }
         out.extend(framing);
         out

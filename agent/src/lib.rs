@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod devices;
+pub mod displays;
 pub mod domain;
 pub mod events;
 pub mod logging;

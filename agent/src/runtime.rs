@@ -64,6 +64,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         agent_events.clone(),
         stop_rx.clone(),
     ));
+    parts.spawn(crate::displays::run(
+        config.devices.displays.clone(),
+        store.clone(),
+        agent_events.subscribe(),
+        stop_rx.clone(),
+    ));
     if config.spool.path.is_some() {
         let spool = crate::spool::run_spool(
             store.clone(),

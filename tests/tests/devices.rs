@@ -149,3 +149,134 @@ fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
     let devices = status["devices"].as_array().unwrap();
     assert!(devices.iter().any(|d| d["device_id"] == "msr-1"), "{status}");
 }
+
+/// Reads what has arrived on a pty's master side until `done` says enough.
+fn read_until(master: &mut std::fs::File, timeout: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // SAFETY: switching a descriptor we own to non-blocking mode.
+    unsafe {
+        let fd = master.as_raw_fd();
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        );
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline && !done(&got) {
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    got
+}
+
+#[test]
+fn the_customer_display_shows_the_scanned_item_and_greets_by_first_name() {
+    let dir = TestDir::new();
+    let config = dir.write_config();
+    let snapshot = dir.path_str("sample.jsonl");
+    dir.run_ok([
+        "sample-data",
+        "--customers",
+        "20",
+        "--products",
+        "10",
+        "--seed",
+        "1",
+        "--out",
+        &snapshot,
+        "--config",
+        &config,
+    ]);
+    dir.run_ok(["import", &snapshot, "--config", &config]);
+    let gtin = store_agent::sample::product_gtin(1, 0);
+    let (name, price_minor, first_name): (String, i64, String) = {
+        let conn = store_agent::store::open_read_only(&dir.database()).unwrap();
+        let gtin14 = format!("{gtin:0>14}");
+        let (name, price) = conn
+            .query_row(
+                "SELECT name, price_minor FROM products WHERE gtin = ?1",
+                [&gtin14],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let first = conn
+            .query_row(
+                "SELECT first_name FROM customers WHERE customer_id = 'C00000001'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (name, price, first)
+    };
+
+    let mut msr = pty();
+    let mut scanner = pty();
+    let mut display = pty();
+    let devices = format!(
+        "\n[[devices.card_readers.serial]]\ndevice_id = \"msr-1\"\npath = {:?}\n\
+         \n[[devices.scanners.serial]]\ndevice_id = \"scanner-1\"\npath = {:?}\n\
+         \n[[devices.displays]]\nprotocol = \"cd5220\"\n[devices.displays.port]\ndevice_id = \"pole\"\npath = {:?}\n",
+        msr.path, scanner.path, display.path
+    );
+    let mut file = std::fs::OpenOptions::new().append(true).open(&config).unwrap();
+    file.write_all(devices.as_bytes()).unwrap();
+    drop(file);
+
+    let mut agent = dir.spawn(["run", "--config", &config]);
+    assert!(
+        agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
+        "{}",
+        agent.stderr_so_far()
+    );
+    assert!(
+        agent.wait_until(EVENT_TIMEOUT, |a| a
+            .stderr_so_far()
+            .matches("Device connected.")
+            .count()
+            >= 2),
+        "{}",
+        agent.stderr_so_far()
+    );
+
+    scanner.master.write_all(format!("{gtin}\r").as_bytes()).unwrap();
+    let price = format!("{}.{:02} EUR", price_minor / 100, price_minor % 100);
+    let shown = read_until(&mut display.master, EVENT_TIMEOUT, |b| contains(b, &price));
+    let text = String::from_utf8_lossy(&shown);
+    assert_eq!(
+        shown.first(),
+        Some(&0x0C),
+        "CD5220 starts by clearing the display: {text:?}"
+    );
+    assert!(
+        contains(&shown, &price),
+        "price on the display: {text:?}\n{}",
+        agent.stderr_so_far()
+    );
+    let name20: String = name.chars().take(20).collect();
+    assert!(
+        text.contains(&name20) || name20.chars().any(|c| !c.is_ascii()),
+        "{text:?}"
+    );
+
+    let card = store_agent::sample::card_number(1, 0);
+    msr.master.write_all(format!(";{card}?\r").as_bytes()).unwrap();
+    let shown = read_until(&mut display.master, EVENT_TIMEOUT, |b| {
+        contains(b, "Welcome back")
+    });
+    let text = String::from_utf8_lossy(&shown);
+    assert!(text.contains("Welcome back"), "{text:?}");
+    if first_name.is_ascii() {
+        assert!(text.contains(&format!("{first_name}!")), "{text:?}");
+    }
+    assert!(!text.contains(&card), "no card number on the display");
+
+    agent.signal(libc::SIGTERM);
+    let output = agent.finish(STOP_TIMEOUT);
+    assert_eq!(output.code(), Some(0), "{output}");
+}
