@@ -493,28 +493,16 @@ fn lost(port: serialport::TTYPort, reason: String) -> Option<String> {
 
 /// Opens the port with the configured line settings (blocking).
 fn open_port(config: &OutputConfig) -> serialport::Result<serialport::TTYPort> {
-    let parity = match config.parity {
-        Parity::None => serialport::Parity::None,
-        Parity::Odd => serialport::Parity::Odd,
-        Parity::Even => serialport::Parity::Even,
-    };
-    let data_bits = match config.data_bits {
-        5 => serialport::DataBits::Five,
-        6 => serialport::DataBits::Six,
-        7 => serialport::DataBits::Seven,
-        _ => serialport::DataBits::Eight,
-    };
-    let stop_bits = match config.stop_bits {
-        2 => serialport::StopBits::Two,
-        _ => serialport::StopBits::One,
-    };
-    serialport::new(config.path.to_string_lossy(), config.baud)
-        .data_bits(data_bits)
-        .parity(parity)
-        .stop_bits(stop_bits)
-        .flow_control(serialport::FlowControl::None)
-        .timeout(Duration::from_millis(config.write_timeout_ms))
-        .open_native()
+    super::serial::open_line(
+        &config.path,
+        super::serial::LineSettings {
+            baud: config.baud,
+            data_bits: config.data_bits,
+            parity: config.parity,
+            stop_bits: config.stop_bits,
+        },
+        Duration::from_millis(config.write_timeout_ms),
+    )
 }
 
 /// Why the configured path no longer leads to a device, if it does not (the

@@ -287,27 +287,55 @@ pub async fn run_serial(
 
 /// Opens the port with the configured line settings (blocking).
 fn open_port(config: &SerialConfig) -> serialport::Result<serialport::TTYPort> {
-    let parity = match config.parity {
+    open_line(
+        &config.path,
+        LineSettings {
+            baud: config.baud,
+            data_bits: config.data_bits,
+            parity: config.parity,
+            stop_bits: config.stop_bits,
+        },
+        config.read_timeout(),
+    )
+}
+
+/// The line settings of a serial port, shared by the input and output drivers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineSettings {
+    pub(crate) baud: u32,
+    pub(crate) data_bits: u8,
+    pub(crate) parity: Parity,
+    pub(crate) stop_bits: u8,
+}
+
+/// Opens `path` exclusively with `line` settings, no flow control, and `timeout`
+/// for each read or write.
+pub(crate) fn open_line(
+    path: &std::path::Path,
+    line: LineSettings,
+    timeout: Duration,
+) -> serialport::Result<serialport::TTYPort> {
+    let parity = match line.parity {
         Parity::None => serialport::Parity::None,
         Parity::Odd => serialport::Parity::Odd,
         Parity::Even => serialport::Parity::Even,
     };
-    let data_bits = match config.data_bits {
+    let data_bits = match line.data_bits {
         5 => serialport::DataBits::Five,
         6 => serialport::DataBits::Six,
         7 => serialport::DataBits::Seven,
         _ => serialport::DataBits::Eight,
     };
-    let stop_bits = match config.stop_bits {
+    let stop_bits = match line.stop_bits {
         2 => serialport::StopBits::Two,
         _ => serialport::StopBits::One,
     };
-    serialport::new(config.path.to_string_lossy(), config.baud)
+    serialport::new(path.to_string_lossy(), line.baud)
         .data_bits(data_bits)
         .parity(parity)
         .stop_bits(stop_bits)
         .flow_control(serialport::FlowControl::None)
-        .timeout(config.read_timeout())
+        .timeout(timeout)
         .open_native()
 }
 
