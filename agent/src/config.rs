@@ -44,8 +44,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/store-agent/config.toml";
 pub const MIN_HASH_KEY_BYTES: usize = 32;
 
 /// The top-level sections the file may contain, in the order they are documented.
-const SECTIONS: [&str; 9] = [
-    "store", "database", "loyalty", "mqtt", "logging", "returns", "scan", "spool", "devices",
+const SECTIONS: [&str; 10] = [
+    "store", "database", "loyalty", "mqtt", "logging", "returns", "scan", "spool", "devices", "http",
 ];
 
 /// The whole configuration of one agent, as read from its TOML file.
@@ -75,6 +75,18 @@ pub struct Config {
     /// `[[devices.card_readers.tcp]]`, …). Optional; the keys of each device are
     /// those of `firmware_interfaces::drivers` (`SerialConfig`, `TcpScannerConfig`).
     pub devices: DevicesConfig,
+    /// `[http]`: the agent's local HTTP server (health endpoints today). Optional;
+    /// without `listen` no server runs.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: where the local HTTP server listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port, e.g. `"127.0.0.1:8080"` (loopback: only this device) or
+    /// `"0.0.0.0:8080"` (the store network). Default: none, no server.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[spool]`: the POSLog spool folder. The POS writes each transaction file into
@@ -439,6 +451,7 @@ impl Config {
         let scan = section::<ScanConfig>(&table, "scan", &mut problems);
         let spool = section::<SpoolConfig>(&table, "spool", &mut problems);
         let devices = section::<DevicesConfig>(&table, "devices", &mut problems);
+        let http = section::<HttpConfig>(&table, "http", &mut problems);
 
         // The environment wins over the file for secrets. An empty variable counts as unset,
         // so an `Environment=` line left blank does not wipe the file's value.
@@ -503,7 +516,7 @@ impl Config {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
 
         match (
-            store, database, loyalty, mqtt, logging, returns, scan, spool, devices,
+            store, database, loyalty, mqtt, logging, returns, scan, spool, devices, http,
         ) {
             (
                 Some(store),
@@ -515,6 +528,7 @@ impl Config {
                 Some(scan),
                 Some(spool),
                 Some(devices),
+                Some(http),
             ) if problems.is_empty() => Ok(Config {
                 store,
                 database,
@@ -525,6 +539,7 @@ impl Config {
                 scan,
                 spool,
                 devices,
+                http,
             }),
             _ => Err(problems),
         }

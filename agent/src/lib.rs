@@ -12,6 +12,7 @@ pub mod devices;
 pub mod displays;
 pub mod domain;
 pub mod events;
+pub mod health;
 pub mod logging;
 pub mod runtime;
 pub mod sample;

@@ -85,6 +85,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         });
     }
 
+    if let Some(addr) = config.http.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on http.listen = {addr}"))?;
+        let bound = listener
+            .local_addr()
+            .context("cannot read the HTTP server's address")?;
+        tracing::info!(addr = %bound, "HTTP server listening.");
+        let server = crate::health::serve(listener, store.clone(), devices::stopped(stop_rx.clone()));
+        parts.spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "The HTTP server stopped.");
+            }
+        });
+    }
+
     tracing::info!(
         store_id = %config.store.store_id,
         device_id = %config.store.device_id,

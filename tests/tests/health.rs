@@ -1,0 +1,85 @@
+//! The health endpoint of the running agent shows device states and the outbox.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+use store_agent_e2e::TestDir;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A plain HTTP/1.1 GET on loopback; returns (status line, body).
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn healthz_reports_devices_and_outbox_and_readyz_answers() {
+    let dir = TestDir::new();
+    let config = dir.write_config();
+    let missing = dir.path_str("no-such-scanner");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[http]\nlisten = \"127.0.0.1:0\"\n\n[[devices.scanners.serial]]\ndevice_id = \"scanner-1\"\npath = {missing:?}\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+
+    let mut agent = dir.spawn(["run", "--config", &config]);
+    assert!(
+        agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
+        "{}",
+        agent.stderr_so_far()
+    );
+    assert!(
+        agent.wait_for_stderr("Device not usable.", READY_TIMEOUT),
+        "the missing scanner is reported\n{}",
+        agent.stderr_so_far()
+    );
+    let log = agent.stderr_so_far();
+    let addr = log
+        .lines()
+        .find(|l| l.contains("HTTP server listening."))
+        .and_then(|l| l.split("addr=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no listening address in the log\n{log}"));
+
+    let (status, body) = get(&addr, "/readyz");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("\"ready\":true"), "{body}");
+
+    // The device state is written by the agent's writer; poll until it shows.
+    let mut last = String::new();
+    let shown = (0..100).any(|_| {
+        let (status, body) = get(&addr, "/healthz");
+        assert!(status.contains("200"), "{status}");
+        last = body;
+        let ok = last.contains("\"device_id\":\"scanner-1\"") && last.contains("\"state\":\"disconnected\"");
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(shown, "healthz should list the disconnected scanner: {last}");
+    let json: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert!(json["store"]["outbox"].is_array(), "{json}");
+    let (status, _) = get(&addr, "/no-such-page");
+    assert!(status.contains("404"), "{status}");
+
+    agent.signal(libc::SIGTERM);
+    let output = agent.finish(STOP_TIMEOUT);
+    assert_eq!(output.code(), Some(0), "{output}");
+}
