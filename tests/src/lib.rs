@@ -511,3 +511,49 @@ impl Drop for RunningAgent {
         self.kill_and_reap();
     }
 }
+
+/// A pseudo-terminal pair standing in for a serial device: the test writes to
+/// `master` (the scanner, card reader or POS printer port), the agent opens `path`.
+pub struct Pty {
+    /// The side the test writes to (and reads from, for output devices).
+    pub master: std::fs::File,
+    /// Kept open so the pty stays up between the agent's opens, and to see how many
+    /// written bytes the agent has not read yet.
+    pub slave: std::os::fd::OwnedFd,
+    /// The slave's device path, for the agent's configuration.
+    pub path: String,
+}
+
+impl Pty {
+    /// Opens a new pair.
+    pub fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        let mut master: libc::c_int = -1;
+        let mut slave: libc::c_int = -1;
+        // SAFETY: openpty writes two descriptors into the out-pointers; the name,
+        // termios and window-size arguments may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty failed: {}", std::io::Error::last_os_error());
+        // SAFETY: ttyname returns a pointer to a static buffer for a valid tty descriptor.
+        let name = unsafe { libc::ttyname(slave) };
+        assert!(!name.is_null(), "ttyname failed");
+        // SAFETY: a NUL-terminated string from ttyname, copied at once.
+        let path = unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned();
+        Pty {
+            // SAFETY: both descriptors were just opened by openpty and are owned here.
+            master: unsafe { std::fs::File::from_raw_fd(master) },
+            slave: unsafe { std::os::fd::OwnedFd::from_raw_fd(slave) },
+            path,
+        }
+    }
+}

@@ -2,59 +2,20 @@
 //! pseudo-terminals, the agent's real device manager, the real store.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
-use store_agent_e2e::TestDir;
+use store_agent_e2e::{Pty, TestDir};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const TEST_PAN: &str = "4111111111111111";
 
-/// A pseudo-terminal pair: the test writes to `master`, the agent opens `path`.
-struct Pty {
-    master: std::fs::File,
-    /// Kept open so the pty stays up between the agent's opens.
-    _slave: OwnedFd,
-    path: String,
-}
-
 fn pty() -> Pty {
-    let mut master: libc::c_int = -1;
-    let mut slave: libc::c_int = -1;
-    // SAFETY: openpty writes two descriptors into the out-pointers; the name,
-    // termios and window-size arguments may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty failed: {}", std::io::Error::last_os_error());
-    // SAFETY: ttyname returns a pointer to a static buffer for a valid tty descriptor.
-    let name = unsafe { libc::ttyname(slave) };
-    assert!(!name.is_null(), "ttyname failed");
-    // SAFETY: a NUL-terminated string from ttyname, copied at once.
-    let path = unsafe { std::ffi::CStr::from_ptr(name) }
-        .to_string_lossy()
-        .into_owned();
-    Pty {
-        // SAFETY: both descriptors were just opened by openpty and are owned here.
-        master: unsafe { std::fs::File::from_raw_fd(master) },
-        _slave: unsafe { OwnedFd::from_raw_fd(slave) },
-        path,
-    }
+    Pty::open()
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-#[test]
-fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
+/// A test directory with a configuration and a small sample store (seed 1) imported.
+fn sample_store() -> (TestDir, String) {
     let dir = TestDir::new();
     let config = dir.write_config();
     let snapshot = dir.path_str("sample.jsonl");
@@ -72,6 +33,16 @@ fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
         &config,
     ]);
     dir.run_ok(["import", &snapshot, "--config", &config]);
+    (dir, config)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
+    let (dir, config) = sample_store();
 
     let mut msr = pty();
     let mut scanner = pty();
@@ -177,23 +148,7 @@ fn read_until(master: &mut std::fs::File, timeout: Duration, done: impl Fn(&[u8]
 
 #[test]
 fn the_customer_display_shows_the_scanned_item_and_greets_by_first_name() {
-    let dir = TestDir::new();
-    let config = dir.write_config();
-    let snapshot = dir.path_str("sample.jsonl");
-    dir.run_ok([
-        "sample-data",
-        "--customers",
-        "20",
-        "--products",
-        "10",
-        "--seed",
-        "1",
-        "--out",
-        &snapshot,
-        "--config",
-        &config,
-    ]);
-    dir.run_ok(["import", &snapshot, "--config", &config]);
+    let (dir, config) = sample_store();
     let gtin = store_agent::sample::product_gtin(1, 0);
     let (name, price_minor, first_name): (String, i64, String) = {
         let conn = store_agent::store::open_read_only(&dir.database()).unwrap();

@@ -4,9 +4,9 @@
 //! either spelling, is kept in the database or written to the logs.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use store_agent_e2e::TestDir;
+use store_agent_e2e::{Pty, TestDir};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -17,47 +17,18 @@ const TEST_PAN_PRINTED: &str = "4111 1111 1111 1111";
 const ESC: u8 = 0x1B;
 const GS: u8 = 0x1D;
 
-/// A pseudo-terminal pair: the test writes to `master` (the POS writing to its
-/// printer), the agent opens `path` (the tap on the printer cable).
-struct Pty {
-    master: std::fs::File,
-    /// Kept open so the pty stays up between the agent's opens, and to see how
-    /// many written bytes the agent has not read yet.
-    slave: OwnedFd,
-    path: String,
-}
-
 fn pty() -> Pty {
-    let mut master: libc::c_int = -1;
-    let mut slave: libc::c_int = -1;
-    // SAFETY: openpty writes two descriptors into the out-pointers; the name,
-    // termios and window-size arguments may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty failed: {}", std::io::Error::last_os_error());
-    // SAFETY: ttyname returns a pointer to a static buffer for a valid tty descriptor.
-    let name = unsafe { libc::ttyname(slave) };
-    assert!(!name.is_null(), "ttyname failed");
-    // SAFETY: a NUL-terminated string from ttyname, copied at once.
-    let path = unsafe { std::ffi::CStr::from_ptr(name) }
-        .to_string_lossy()
-        .into_owned();
-    Pty {
-        // SAFETY: both descriptors were just opened by openpty and are owned here.
-        master: unsafe { std::fs::File::from_raw_fd(master) },
-        slave: unsafe { OwnedFd::from_raw_fd(slave) },
-        path,
-    }
+    Pty::open()
 }
 
-impl Pty {
+/// What the tap test needs of a pty.
+trait TapPty {
+    fn unread(&self) -> usize;
+    fn wait_drained(&self);
+    fn write_chunks(&mut self, chunks: &[Vec<u8>]);
+}
+
+impl TapPty for Pty {
     /// Bytes written to the master that nobody has read from the slave side yet.
     fn unread(&self) -> usize {
         let mut n: libc::c_int = 0;
