@@ -31,8 +31,10 @@ pub mod wedge;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use framing::Frame;
 use status::{DeviceEvent, DeviceState};
@@ -111,6 +113,44 @@ pub(crate) async fn emit<F: Future<Output = ()>>(
     tokio::select! {
         () = shutdown => false,
         sent = events.send(event) => sent.is_ok(),
+    }
+}
+
+/// Why a device's reader thread ended.
+#[derive(Debug)]
+pub(crate) enum ReadEnd {
+    /// The device went away; the reason is for a person.
+    Lost(String),
+    /// The receiver of events was dropped, or the driver was stopped.
+    ReceiverGone,
+}
+
+/// Runs `read` (a blocking device read loop) on its own thread named `name`, and
+/// waits for it off the runtime. Returns how it ended, or `None` when `shutdown`
+/// completed first: the stop flag is then set, and the thread closes the device
+/// within one read timeout without anyone waiting for it.
+pub(crate) async fn run_reader_thread<F: Future<Output = ()>>(
+    name: String,
+    read: impl FnOnce(&AtomicBool) -> ReadEnd + Send + 'static,
+    shutdown: &mut Pin<&mut F>,
+) -> Option<ReadEnd> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (end_tx, end_rx) = oneshot::channel();
+    let reader = std::thread::Builder::new().name(name).spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let _ = end_tx.send(read(&stop));
+        }
+    });
+    match reader {
+        Ok(_) => tokio::select! {
+            () = shutdown => {
+                stop.store(true, Ordering::Relaxed);
+                None
+            }
+            end = end_rx => Some(end.unwrap_or(ReadEnd::ReceiverGone)),
+        },
+        Err(error) => Some(ReadEnd::Lost(format!("cannot start the reader thread: {error}"))),
     }
 }
 

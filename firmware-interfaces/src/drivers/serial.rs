@@ -26,14 +26,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::framing::{MAX_MESSAGE_LEN, MessageSplitter};
 use super::status::{DeviceEvent, DeviceState};
 // `emit` is shared by every driver; it lived here first and the wedge driver
 // imports it from here.
 pub(crate) use super::emit;
-use super::{ConfigError, check_terminator, default_terminator, deserialize_terminator, frame_event};
+use super::{
+    ConfigError, ReadEnd, check_terminator, default_terminator, deserialize_terminator, frame_event,
+    run_reader_thread,
+};
 
 /// The parity bit of a serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -226,28 +229,15 @@ pub async fn run_serial(
                 if !emit(&events, connected, &mut shutdown).await {
                     return;
                 }
-                let stop = Arc::new(AtomicBool::new(false));
-                let (end_tx, end_rx) = oneshot::channel();
-                let reader = std::thread::Builder::new().name(format!("serial {id}")).spawn({
-                    let (config, events, stop) = (Arc::clone(&config), events.clone(), Arc::clone(&stop));
-                    move || {
-                        let end = read_port(port, &config, &events, &stop);
-                        let _ = end_tx.send(end);
-                    }
-                });
-                let end = match reader {
-                    Ok(_) => tokio::select! {
-                        () = &mut shutdown => {
-                            // The thread sees the flag within one read timeout and
-                            // closes the port; nobody needs to wait for that. (A thread
-                            // blocked on a full channel ends when its receiver is
-                            // dropped.)
-                            stop.store(true, Ordering::Relaxed);
-                            return;
-                        }
-                        end = end_rx => end.unwrap_or(ReadEnd::ReceiverGone),
-                    },
-                    Err(error) => ReadEnd::Lost(format!("cannot start the reader thread: {error}")),
+                let read = {
+                    let (config, events) = (Arc::clone(&config), events.clone());
+                    move |stop: &AtomicBool| read_port(port, &config, &events, stop)
+                };
+                // On shutdown the thread sees the flag within one read timeout and
+                // closes the port. (A thread blocked on a full channel ends when its
+                // receiver is dropped.)
+                let Some(end) = run_reader_thread(format!("serial {id}"), read, &mut shutdown).await else {
+                    return;
                 };
                 // From here on the last state sent is `Disconnected`.
                 match end {
@@ -337,15 +327,6 @@ pub(crate) fn open_line(
         .flow_control(serialport::FlowControl::None)
         .timeout(timeout)
         .open_native()
-}
-
-/// Why a reader thread ended.
-#[derive(Debug)]
-enum ReadEnd {
-    /// The device went away; the reason is for a person.
-    Lost(String),
-    /// The receiver of events was dropped, or the driver was stopped.
-    ReceiverGone,
 }
 
 /// How many reads in a row may return no byte and no error before the device is
@@ -569,7 +550,7 @@ mod tests {
         let mut config = SerialConfig::new("s1", "/nonexistent/serial-port");
         config.reopen_interval_ms = 10;
         let (tx, mut rx) = mpsc::channel(8);
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let driver = tokio::spawn(run_serial(config, tx, async {
             let _ = stop_rx.await;
         }));

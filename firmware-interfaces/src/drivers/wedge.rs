@@ -45,11 +45,11 @@ use std::time::{Duration, Instant};
 use evdev::raw_stream::RawDevice;
 use evdev::{EventType, SynchronizationCode};
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::keymap::{DecoderOptions, GsCtrlKey, KeyboardLayout, WedgeDecoder, WedgeOutput, WedgeTerminator};
 use super::status::{DeviceEvent, DeviceState};
-use super::{ConfigError, emit};
+use super::{ConfigError, ReadEnd, emit, run_reader_thread};
 
 /// How long the reader thread sleeps when the device has no event. The kernel
 /// buffers at least 64 events per reader of a keyboard; a USB scanner types at most
@@ -365,26 +365,14 @@ pub async fn run_wedge(
                 if !emit(&events, connected, &mut shutdown).await {
                     return;
                 }
-                let stop = Arc::new(AtomicBool::new(false));
-                let (end_tx, end_rx) = oneshot::channel();
-                let reader = std::thread::Builder::new().name(format!("wedge {id}")).spawn({
-                    let (config, events, stop) = (Arc::clone(&config), events.clone(), Arc::clone(&stop));
-                    move || {
-                        let end = read_device(device, &path, &config, &events, &stop);
-                        let _ = end_tx.send(end);
-                    }
-                });
-                let end = match reader {
-                    Ok(_) => tokio::select! {
-                        () = &mut shutdown => {
-                            // The thread sees the flag within one poll interval,
-                            // releases the grab and closes the device.
-                            stop.store(true, Ordering::Relaxed);
-                            return;
-                        }
-                        end = end_rx => end.unwrap_or(ReadEnd::ReceiverGone),
-                    },
-                    Err(error) => ReadEnd::Lost(format!("cannot start the reader thread: {error}")),
+                let read = {
+                    let (config, events) = (Arc::clone(&config), events.clone());
+                    move |stop: &AtomicBool| read_device(device, &path, &config, &events, stop)
+                };
+                // On shutdown the thread sees the flag within one poll interval,
+                // releases the grab and closes the device.
+                let Some(end) = run_reader_thread(format!("wedge {id}"), read, &mut shutdown).await else {
+                    return;
                 };
                 match end {
                     ReadEnd::ReceiverGone => return,
@@ -474,15 +462,6 @@ fn open_nonblocking(path: &Path) -> io::Result<RawDevice> {
     let fd = device.as_fd().try_clone_to_owned()?;
     drop(device);
     RawDevice::from_fd(fd)
-}
-
-/// Why a reader thread ended.
-#[derive(Debug)]
-enum ReadEnd {
-    /// The device went away; the reason is for a person.
-    Lost(String),
-    /// The receiver of events was dropped, or the driver was stopped.
-    ReceiverGone,
 }
 
 /// One input event as the reader needs it: type, code, value.
