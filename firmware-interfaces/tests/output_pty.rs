@@ -16,37 +16,18 @@ use std::time::{Duration, Instant};
 use firmware_interfaces::drivers::output::{OutputConfig, run_output};
 use firmware_interfaces::drivers::status::{DeviceEvent, DeviceEventKind, DeviceState};
 use firmware_interfaces::escpos::{DisplayProtocol, display_two_lines, pickup_slip};
-use serialport::{SerialPort, TTYPort};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+mod common;
+use common::Pty;
 
 /// How long a test waits for something that should happen before it fails.
 const PATIENCE: Duration = Duration::from_secs(10);
 
 const DEVICE: &str = "display-1";
 
-/// A pseudo-terminal pair standing in for one plugged-in output device.
-struct Pty {
-    /// The device's end: what the driver writes, the test reads here.
-    master: TTYPort,
-    /// Kept open so the slave node stays valid for the whole test, as a device
-    /// node does while the device is plugged in.
-    _slave: TTYPort,
-    /// The slave's path, e.g. `/dev/pts/7`.
-    slave_path: PathBuf,
-}
-
 impl Pty {
-    fn new() -> Pty {
-        let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-        let slave_path = PathBuf::from(slave.name().expect("the slave of a pty pair has a name"));
-        Pty {
-            master,
-            _slave: slave,
-            slave_path,
-        }
-    }
-
     /// Reads exactly `len` bytes as the device would, waiting while the driver
     /// has not written them yet (blocking: call it from `spawn_blocking`).
     fn receive(mut self, len: usize) -> (Pty, Vec<u8>) {

@@ -18,9 +18,11 @@ use firmware_interfaces::drivers::serial::{Framing, SerialConfig, run_serial};
 use firmware_interfaces::drivers::status::{DeviceEvent, DeviceEventKind, DeviceState};
 use firmware_interfaces::msr::{CardRead, read_card};
 use firmware_interfaces::scan::{ScanConfig, ScanKind, decode};
-use serialport::{SerialPort, TTYPort};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+mod common;
+use common::Pty;
 
 /// How long a test waits for something that should happen before it fails.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -28,28 +30,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const SCAN: &[u8] = b"]E04006381333931";
 const SWIPE: &[u8] = b"%B4111111111111111^TEST/VISA^2812201?;4111111111111111=2812201?";
 
-/// A pseudo-terminal pair standing in for one plugged-in scanner.
-struct Pty {
-    /// The scanner's end: what is written here, the driver reads.
-    master: TTYPort,
-    /// Kept open so the slave node stays valid for the whole test, as a device
-    /// node does while the device is plugged in.
-    _slave: TTYPort,
-    /// The slave's path, e.g. `/dev/pts/7`.
-    slave_path: PathBuf,
-}
-
 impl Pty {
-    fn new() -> Pty {
-        let (master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
-        let slave_path = PathBuf::from(slave.name().expect("the slave of a pty pair has a name"));
-        Pty {
-            master,
-            _slave: slave,
-            slave_path,
-        }
-    }
-
     /// Writes all of `bytes` as the scanner would, waiting while the driver has
     /// not yet read what fills the pty's buffer.
     fn send(&mut self, bytes: &[u8]) {

@@ -42,3 +42,30 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1)))
         .collect()
 }
+
+/// A pseudo-terminal pair standing in for one plugged-in serial device. Each test
+/// file adds the methods it needs (writing as a scanner, reading as a display).
+pub struct Pty {
+    /// The device's end: the test writes here what a scanner sends, or reads what
+    /// the driver wrote to a display.
+    pub master: serialport::TTYPort,
+    /// Kept open so the slave node stays valid for the whole test, as a device node
+    /// does while the device is plugged in.
+    pub _slave: serialport::TTYPort,
+    /// The slave's path, e.g. `/dev/pts/7`.
+    pub slave_path: PathBuf,
+}
+
+impl Pty {
+    /// A new pair.
+    pub fn new() -> Pty {
+        use serialport::SerialPort;
+        let (master, slave) = serialport::TTYPort::pair().expect("a pseudo-terminal pair");
+        let slave_path = PathBuf::from(slave.name().expect("the slave of a pty pair has a name"));
+        Pty {
+            master,
+            _slave: slave,
+            slave_path,
+        }
+    }
+}
