@@ -59,16 +59,22 @@ pub enum UplinkStream {
     WishlistOps,
     /// Receipt text captured from printer streams (journal tap).
     Journal,
+    /// Confirmations that a customer's local data was erased on the cloud's request.
+    Erasures,
+    /// Scan and engagement events (product scans at the kiosk): telemetry, sent last.
+    ScanEvents,
 }
 
 impl UplinkStream {
     /// Every stream, in the order the uplink pump serves them: money first.
-    pub const ALL: [UplinkStream; 5] = [
+    pub const ALL: [UplinkStream; 7] = [
         UplinkStream::PosTransactions,
         UplinkStream::Returns,
         UplinkStream::OrderEvents,
+        UplinkStream::Erasures,
         UplinkStream::WishlistOps,
         UplinkStream::Journal,
+        UplinkStream::ScanEvents,
     ];
 
     /// The name used in the database and on the wire.
@@ -79,6 +85,8 @@ impl UplinkStream {
             UplinkStream::Returns => "returns",
             UplinkStream::WishlistOps => "wishlist_ops",
             UplinkStream::Journal => "journal",
+            UplinkStream::Erasures => "erasures",
+            UplinkStream::ScanEvents => "scan_events",
         }
     }
 }

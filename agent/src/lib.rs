@@ -18,3 +18,4 @@ pub mod runtime;
 pub mod sample;
 pub mod spool;
 pub mod store;
+pub mod sync;

@@ -1,0 +1,3 @@
+//! Cloud sync over MQTT: the protocol, the client task, uplink and downlink.
+
+pub mod protocol;

@@ -1,0 +1,661 @@
+//! The wire protocol between an agent and the retailer's cloud, version 1.
+//!
+//! This module is the protocol in code; docs/protocol.md is the same contract in
+//! prose for a cloud team. Both change together, and a change that an agent of the
+//! previous version cannot read gets a new version in the topic root.
+//!
+//! * Topics: [`Topics`] (what one device uses) and [`Topic::parse`] (what the
+//!   cloud receives).
+//! * Store-wide downlink streams carry [`DownlinkBatch`]es: `(stream, epoch,
+//!   seq)` per item, an [`Op`] and the entity.
+//! * Device uplink streams carry [`UplinkBatch`]es: `(stream, seq)`, idempotency
+//!   key, capture time and payload per event.
+//! * The cloud answers with a cumulative [`Ack`] per uplink stream, and with a
+//!   [`Reply`] to a [`Request`] (range fetch, snapshot manifest).
+//! * A retained [`Presence`] message, which is also the Last Will.
+
+use crate::events::UplinkStream;
+use crate::store::snapshot::StreamPosition;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The protocol version in every envelope (`"v"`) and in the topic root.
+pub const VERSION: u32 = 1;
+
+/// Every topic of this version starts with this.
+pub const TOPIC_ROOT: &str = "sa/v1";
+
+/// The largest MQTT message either side may publish, payload and topic included.
+/// AWS IoT Core's limit is 128 KiB; bulk data travels as snapshots over HTTPS.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// The largest envelope a sender packs into one message, leaving room for the
+/// topic and the MQTT header within [`MAX_MESSAGE_BYTES`].
+pub const MAX_PAYLOAD_BYTES: usize = MAX_MESSAGE_BYTES - 4 * 1024;
+
+/// Who a device is: the device id is its MQTT client id and the CN of its client
+/// certificate, unique across the tenant's broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The retailer.
+    pub tenant_id: String,
+    /// The store, unique within the tenant.
+    pub store_id: String,
+    /// The device: client id = certificate CN.
+    pub device_id: String,
+}
+
+/// The cloud-to-store streams. All devices of a store read the same ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownlinkStream {
+    /// The catalogue: [`crate::store::entities::ProductRecord`], keyed by `gtin`.
+    Products,
+    /// Stock in this store: `StockRecord`, keyed by `gtin`.
+    Stock,
+    /// Customer profiles: `CustomerRecord`, keyed by `customer_id`.
+    Customers,
+    /// Loyalty card hashes: `LoyaltyCardRecord`, keyed by `card_hash`.
+    LoyaltyCards,
+    /// Wishlist item registers: `WishlistItemRecord`, merged last-writer-wins.
+    Wishlists,
+    /// Online carts: `CartRecord` with its lines, keyed by `customer_id`.
+    Carts,
+    /// Online orders for this store: `OrderRecord` with its lines, keyed by `order_id`.
+    Orders,
+    /// Store associates: `AssociateRecord`, keyed by `associate_id`.
+    Associates,
+    /// Store settings pushed by the cloud: [`ConfigEntry`], keyed by `key`.
+    Config,
+    /// Requests to forget a customer: [`ErasureRequest`]; upsert only.
+    Erasure,
+}
+
+impl DownlinkStream {
+    /// Every stream.
+    pub const ALL: [DownlinkStream; 10] = [
+        DownlinkStream::Products,
+        DownlinkStream::Stock,
+        DownlinkStream::Customers,
+        DownlinkStream::LoyaltyCards,
+        DownlinkStream::Wishlists,
+        DownlinkStream::Carts,
+        DownlinkStream::Orders,
+        DownlinkStream::Associates,
+        DownlinkStream::Config,
+        DownlinkStream::Erasure,
+    ];
+
+    /// The name in topics, envelopes and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownlinkStream::Products => "products",
+            DownlinkStream::Stock => "stock",
+            DownlinkStream::Customers => "customers",
+            DownlinkStream::LoyaltyCards => "loyalty_cards",
+            DownlinkStream::Wishlists => "wishlists",
+            DownlinkStream::Carts => "carts",
+            DownlinkStream::Orders => "orders",
+            DownlinkStream::Associates => "associates",
+            DownlinkStream::Config => "config",
+            DownlinkStream::Erasure => "erasure",
+        }
+    }
+
+    /// The stream with this name.
+    pub fn parse(name: &str) -> Option<DownlinkStream> {
+        DownlinkStream::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The tables that hold this stream's state, children first. A snapshot that
+    /// covers the stream replaces exactly these.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            DownlinkStream::Products => &["products"],
+            DownlinkStream::Stock => &["stock"],
+            DownlinkStream::Customers => &["customers"],
+            DownlinkStream::LoyaltyCards => &["loyalty_cards"],
+            DownlinkStream::Wishlists => &["wishlist_items"],
+            DownlinkStream::Carts => &["cart_lines", "carts"],
+            DownlinkStream::Orders => &["order_lines", "orders"],
+            DownlinkStream::Associates => &["associates"],
+            DownlinkStream::Config => &["cloud_config"],
+            DownlinkStream::Erasure => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for DownlinkStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the cloud publishes to one device only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceDownlink {
+    /// Cumulative acks of uplink streams ([`Ack`]).
+    Ack,
+    /// Answers to [`Request`]s ([`Reply`]).
+    Reply,
+    /// Orders from fleet operations ([`Command`]).
+    Command,
+}
+
+impl DeviceDownlink {
+    /// Every kind.
+    pub const ALL: [DeviceDownlink; 3] = [
+        DeviceDownlink::Ack,
+        DeviceDownlink::Reply,
+        DeviceDownlink::Command,
+    ];
+
+    /// The last topic level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceDownlink::Ack => "ack",
+            DeviceDownlink::Reply => "reply",
+            DeviceDownlink::Command => "command",
+        }
+    }
+
+    fn parse(name: &str) -> Option<DeviceDownlink> {
+        DeviceDownlink::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// What a device publishes besides its event streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceUplink {
+    /// An event stream from the outbox ([`UplinkBatch`]).
+    Stream(UplinkStream),
+    /// Requests to the cloud ([`Request`]).
+    Requests,
+    /// Periodic health telemetry ([`Health`]); QoS 0, not from the outbox.
+    Health,
+}
+
+impl DeviceUplink {
+    /// The last topic level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceUplink::Stream(s) => s.as_str(),
+            DeviceUplink::Requests => "requests",
+            DeviceUplink::Health => "health",
+        }
+    }
+
+    fn parse(name: &str) -> Option<DeviceUplink> {
+        match name {
+            "requests" => Some(DeviceUplink::Requests),
+            "health" => Some(DeviceUplink::Health),
+            _ => UplinkStream::ALL
+                .into_iter()
+                .find(|s| s.as_str() == name)
+                .map(DeviceUplink::Stream),
+        }
+    }
+}
+
+/// A topic of this protocol, as the cloud (or a test) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    /// `sa/v1/store/{tenant}/{store}/{stream}`.
+    Store {
+        /// Tenant.
+        tenant_id: String,
+        /// Store.
+        store_id: String,
+        /// The stream's name as found (may be unknown to this version).
+        stream: String,
+    },
+    /// `sa/v1/device/{device}/down/{kind}`.
+    DeviceDown {
+        /// Device.
+        device_id: String,
+        /// Kind.
+        kind: DeviceDownlink,
+    },
+    /// `sa/v1/device/{device}/up/{kind}`.
+    DeviceUp {
+        /// Device.
+        device_id: String,
+        /// Kind.
+        kind: DeviceUplink,
+    },
+    /// `sa/v1/device/{device}/presence`, retained.
+    Presence {
+        /// Device.
+        device_id: String,
+    },
+}
+
+impl Topic {
+    /// Reads a topic name; `None` when it is not one of this protocol's.
+    pub fn parse(topic: &str) -> Option<Topic> {
+        let rest = topic.strip_prefix(TOPIC_ROOT)?.strip_prefix('/')?;
+        let levels: Vec<&str> = rest.split('/').collect();
+        match levels.as_slice() {
+            ["store", tenant, store, stream] => Some(Topic::Store {
+                tenant_id: (*tenant).into(),
+                store_id: (*store).into(),
+                stream: (*stream).into(),
+            }),
+            ["device", device, "down", kind] => Some(Topic::DeviceDown {
+                device_id: (*device).into(),
+                kind: DeviceDownlink::parse(kind)?,
+            }),
+            ["device", device, "up", kind] => Some(Topic::DeviceUp {
+                device_id: (*device).into(),
+                kind: DeviceUplink::parse(kind)?,
+            }),
+            ["device", device, "presence"] => Some(Topic::Presence {
+                device_id: (*device).into(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The topics one device uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    store_prefix: String,
+    device_prefix: String,
+}
+
+impl Topics {
+    /// The topics of `identity`.
+    pub fn new(identity: &Identity) -> Topics {
+        Topics::for_parts(&identity.tenant_id, &identity.store_id, &identity.device_id)
+    }
+
+    /// The topics of a device, from its parts (the cloud's side).
+    pub fn for_parts(tenant_id: &str, store_id: &str, device_id: &str) -> Topics {
+        Topics {
+            store_prefix: format!("{TOPIC_ROOT}/store/{tenant_id}/{store_id}"),
+            device_prefix: format!("{TOPIC_ROOT}/device/{device_id}"),
+        }
+    }
+
+    /// Where the cloud publishes a store stream.
+    pub fn store_stream(&self, stream: DownlinkStream) -> String {
+        format!("{}/{}", self.store_prefix, stream.as_str())
+    }
+
+    /// The filter a device subscribes to for all its store's streams.
+    pub fn store_filter(&self) -> String {
+        format!("{}/+", self.store_prefix)
+    }
+
+    /// Where the cloud publishes to this device.
+    pub fn device_down(&self, kind: DeviceDownlink) -> String {
+        format!("{}/down/{}", self.device_prefix, kind.as_str())
+    }
+
+    /// The filter a device subscribes to for what the cloud sends it alone.
+    pub fn device_down_filter(&self) -> String {
+        format!("{}/down/+", self.device_prefix)
+    }
+
+    /// Where this device publishes.
+    pub fn device_up(&self, kind: DeviceUplink) -> String {
+        format!("{}/up/{}", self.device_prefix, kind.as_str())
+    }
+
+    /// The retained presence topic, also the Last Will.
+    pub fn presence(&self) -> String {
+        format!("{}/presence", self.device_prefix)
+    }
+}
+
+/// What a downlink item does to its entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Insert or replace (merge, for wishlists) the entity.
+    Upsert,
+    /// Remove the entity; `entity` holds only its key fields.
+    Delete,
+}
+
+/// One change of a downlink stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownlinkItem {
+    /// Position in the stream: consecutive, from 1 in each epoch.
+    pub seq: i64,
+    /// What to do.
+    pub op: Op,
+    /// The entity (upsert) or its key fields (delete). Kept as JSON here so that an
+    /// entity that does not fit its schema costs only that item, not the batch.
+    pub entity: Value,
+}
+
+/// A store-stream message, and the body of a range reply: consecutive items of
+/// one stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownlinkBatch {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The stream's name.
+    pub stream: String,
+    /// The cloud's epoch of the stream. A new epoch means the cloud rebuilt the
+    /// stream and seqs start again: the agent reloads it from a snapshot.
+    pub epoch: String,
+    /// The changes, in seq order.
+    pub items: Vec<DownlinkItem>,
+}
+
+/// One event from the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkEvent {
+    /// Position in the device's stream; consecutive, never reused.
+    pub seq: i64,
+    /// UUIDv7 given at capture; the cloud de-duplicates by it.
+    pub idempotency_key: String,
+    /// When the agent captured the event (Unix ms, device clock).
+    pub captured_at_ms: i64,
+    /// The event type within the stream (`pos_transaction`, `return`, …).
+    pub kind: String,
+    /// The event.
+    pub payload: Value,
+}
+
+/// A device uplink message: consecutive events of one stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkBatch {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The sending device (the cloud checks it against the topic).
+    pub device_id: String,
+    /// The stream.
+    pub stream: UplinkStream,
+    /// The events, in seq order.
+    pub events: Vec<UplinkEvent>,
+}
+
+/// The cloud's application-level acknowledgement: every event of `stream` with a
+/// seq up to `acked_through` is stored durably in the cloud. Cumulative, so a lost
+/// ack is repaired by the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The uplink stream.
+    pub stream: UplinkStream,
+    /// Highest seq such that it and all before it are stored.
+    pub acked_through: i64,
+}
+
+/// A device's request to the cloud.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// [`VERSION`].
+    pub v: u32,
+    /// Echoed in the reply.
+    pub request_id: String,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What a [`Request`] asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RequestBody {
+    /// Resend items `from_seq..=to_seq` of a stream in `epoch`.
+    Range {
+        /// The stream.
+        stream: DownlinkStream,
+        /// The epoch the agent is in.
+        epoch: String,
+        /// First seq wanted.
+        from_seq: i64,
+        /// Last seq wanted.
+        to_seq: i64,
+    },
+    /// A snapshot manifest covering these streams.
+    Snapshot {
+        /// The streams to reload.
+        streams: Vec<DownlinkStream>,
+    },
+}
+
+/// The cloud's answer to a [`Request`], on the device's `reply` topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// Part of a range: consecutive items. A long range comes as several replies.
+    Range {
+        /// [`VERSION`].
+        v: u32,
+        /// The request answered.
+        request_id: String,
+        /// The items.
+        batch: DownlinkBatch,
+    },
+    /// The range cannot be served (trimmed, or another epoch): ask for a snapshot.
+    Unavailable {
+        /// [`VERSION`].
+        v: u32,
+        /// The request answered.
+        request_id: String,
+        /// The stream.
+        stream: DownlinkStream,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Where to download a snapshot.
+    Snapshot {
+        /// [`VERSION`].
+        v: u32,
+        /// The request answered.
+        request_id: String,
+        /// The snapshot.
+        manifest: SnapshotManifest,
+    },
+}
+
+/// Where a snapshot file is and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotManifest {
+    /// HTTPS (plain HTTP only on loopback) URL of the snapshot file (the format of
+    /// [`crate::store::snapshot`]).
+    pub url: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+    /// Per stream, the `(epoch, seq)` the file is consistent at; deltas after it
+    /// apply on top. Equal to the file header's `streams`.
+    pub streams: BTreeMap<String, StreamPosition>,
+}
+
+/// An order from fleet operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// [`VERSION`].
+    pub v: u32,
+    /// For the log.
+    pub command_id: String,
+    /// What to do.
+    pub body: CommandBody,
+}
+
+/// What a [`Command`] asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CommandBody {
+    /// Reload these streams from a snapshot.
+    Resync {
+        /// The streams.
+        streams: Vec<DownlinkStream>,
+    },
+}
+
+/// A setting pushed on the `config` stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigEntry {
+    /// The setting's name.
+    pub key: String,
+    /// Its value (absent in a delete).
+    #[serde(default)]
+    pub value: Value,
+}
+
+/// A request to forget a customer, on the `erasure` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The cloud's id of the request, echoed in the agent's `erasures` event.
+    pub request_id: String,
+    /// The customer to forget.
+    pub customer_id: String,
+}
+
+/// Whether a device is connected: retained on the presence topic, and the Last
+/// Will (`online: false`) the broker publishes when the device vanishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The device.
+    pub device_id: String,
+    /// `"online"` or `"offline"`.
+    pub state: String,
+    /// The agent's version.
+    pub agent_version: String,
+}
+
+/// Periodic health telemetry (QoS 0; losing one is harmless).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// [`VERSION`].
+    pub v: u32,
+    /// The device.
+    pub device_id: String,
+    /// When it was measured.
+    pub at_ms: i64,
+    /// Events waiting per uplink stream.
+    pub outbox_depth: BTreeMap<String, i64>,
+    /// Capture time of the oldest waiting event, over all streams.
+    pub oldest_pending_ms: Option<i64>,
+    /// Last applied seq per downlink stream.
+    pub downlink_seq: BTreeMap<String, i64>,
+    /// Dead letters kept here.
+    pub dead_letters: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topics() -> Topics {
+        Topics::new(&Identity {
+            tenant_id: "acme".into(),
+            store_id: "s0001".into(),
+            device_id: "acme.s0001.pos01".into(),
+        })
+    }
+
+    #[test]
+    fn every_topic_parses_back() {
+        let t = topics();
+        for s in DownlinkStream::ALL {
+            assert_eq!(
+                Topic::parse(&t.store_stream(s)),
+                Some(Topic::Store {
+                    tenant_id: "acme".into(),
+                    store_id: "s0001".into(),
+                    stream: s.as_str().into()
+                })
+            );
+        }
+        for k in DeviceDownlink::ALL {
+            assert_eq!(
+                Topic::parse(&t.device_down(k)),
+                Some(Topic::DeviceDown {
+                    device_id: "acme.s0001.pos01".into(),
+                    kind: k
+                })
+            );
+        }
+        let ups = UplinkStream::ALL
+            .into_iter()
+            .map(DeviceUplink::Stream)
+            .chain([DeviceUplink::Requests, DeviceUplink::Health]);
+        for k in ups {
+            assert_eq!(
+                Topic::parse(&t.device_up(k)),
+                Some(Topic::DeviceUp {
+                    device_id: "acme.s0001.pos01".into(),
+                    kind: k
+                })
+            );
+        }
+        assert_eq!(
+            Topic::parse(&t.presence()),
+            Some(Topic::Presence {
+                device_id: "acme.s0001.pos01".into()
+            })
+        );
+        assert_eq!(t.store_filter(), "sa/v1/store/acme/s0001/+");
+        assert_eq!(t.device_down_filter(), "sa/v1/device/acme.s0001.pos01/down/+");
+    }
+
+    #[test]
+    fn foreign_topics_do_not_parse() {
+        for bad in [
+            "sa/v2/store/a/b/products",
+            "sa/v1/device/x/up/nonsense",
+            "sa/v1/device/x/down/ack/extra",
+            "sa/v1store/a/b/c",
+            "",
+        ] {
+            assert_eq!(Topic::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn envelopes_have_the_documented_shape() {
+        let req = Request {
+            v: 1,
+            request_id: "r1".into(),
+            body: RequestBody::Range {
+                stream: DownlinkStream::Products,
+                epoch: "e".into(),
+                from_seq: 4,
+                to_seq: 9,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({"v":1,"request_id":"r1","body":{"type":"range","stream":"products","epoch":"e","from_seq":4,"to_seq":9}})
+        );
+        let ack: Ack =
+            serde_json::from_str(r#"{"v":1,"stream":"pos_transactions","acked_through":7}"#).unwrap();
+        assert_eq!(ack.stream, UplinkStream::PosTransactions);
+        let reply: Reply = serde_json::from_value(serde_json::json!({
+            "type":"unavailable","v":1,"request_id":"r1","stream":"stock","reason":"trimmed"
+        }))
+        .unwrap();
+        assert!(matches!(
+            reply,
+            Reply::Unavailable {
+                stream: DownlinkStream::Stock,
+                ..
+            }
+        ));
+    }
+}
