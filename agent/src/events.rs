@@ -97,6 +97,92 @@ impl std::fmt::Display for UplinkStream {
     }
 }
 
+/// The cloud-to-store streams. All devices of a store read the same ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownlinkStream {
+    /// The catalogue: [`crate::store::entities::ProductRecord`], keyed by `gtin`.
+    Products,
+    /// Stock in this store: `StockRecord`, keyed by `gtin`.
+    Stock,
+    /// Customer profiles: `CustomerRecord`, keyed by `customer_id`.
+    Customers,
+    /// Loyalty card hashes: `LoyaltyCardRecord`, keyed by `card_hash`.
+    LoyaltyCards,
+    /// Wishlist item registers: `WishlistItemRecord`, merged last-writer-wins.
+    Wishlists,
+    /// Online carts: `CartRecord` with its lines, keyed by `customer_id`.
+    Carts,
+    /// Online orders for this store: `OrderRecord` with its lines, keyed by `order_id`.
+    Orders,
+    /// Store associates: `AssociateRecord`, keyed by `associate_id`.
+    Associates,
+    /// Store settings pushed by the cloud: [`crate::store::entities::ConfigEntry`], keyed by `key`.
+    Config,
+    /// Requests to forget a customer: [`crate::sync::protocol::ErasureRequest`]; upsert only.
+    Erasure,
+}
+
+impl DownlinkStream {
+    /// Every stream.
+    pub const ALL: [DownlinkStream; 10] = [
+        DownlinkStream::Products,
+        DownlinkStream::Stock,
+        DownlinkStream::Customers,
+        DownlinkStream::LoyaltyCards,
+        DownlinkStream::Wishlists,
+        DownlinkStream::Carts,
+        DownlinkStream::Orders,
+        DownlinkStream::Associates,
+        DownlinkStream::Config,
+        DownlinkStream::Erasure,
+    ];
+
+    /// The name in topics, envelopes and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownlinkStream::Products => "products",
+            DownlinkStream::Stock => "stock",
+            DownlinkStream::Customers => "customers",
+            DownlinkStream::LoyaltyCards => "loyalty_cards",
+            DownlinkStream::Wishlists => "wishlists",
+            DownlinkStream::Carts => "carts",
+            DownlinkStream::Orders => "orders",
+            DownlinkStream::Associates => "associates",
+            DownlinkStream::Config => "config",
+            DownlinkStream::Erasure => "erasure",
+        }
+    }
+
+    /// The stream with this name.
+    pub fn parse(name: &str) -> Option<DownlinkStream> {
+        DownlinkStream::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The tables that hold this stream's state, children first. A snapshot that
+    /// covers the stream replaces exactly these.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            DownlinkStream::Products => &["products"],
+            DownlinkStream::Stock => &["stock"],
+            DownlinkStream::Customers => &["customers"],
+            DownlinkStream::LoyaltyCards => &["loyalty_cards"],
+            DownlinkStream::Wishlists => &["wishlist_items"],
+            DownlinkStream::Carts => &["cart_lines", "carts"],
+            DownlinkStream::Orders => &["order_lines", "orders"],
+            DownlinkStream::Associates => &["associates"],
+            DownlinkStream::Config => &["cloud_config"],
+            DownlinkStream::Erasure => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for DownlinkStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,6 +235,17 @@ pub struct AssociateRecord {
     pub active: bool,
 }
 
+/// A setting the cloud pushes on the `config` stream, stored in `cloud_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigEntry {
+    /// The setting's name.
+    pub key: String,
+    /// Its value (absent in a delete).
+    #[serde(default)]
+    pub value: Value,
+}
+
 /// A JSON object as text for a TEXT column.
 fn json_text(map: &Map<String, Value>) -> String {
     serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
@@ -303,6 +314,8 @@ pub mod sql {
     pub const ORDER_LINE: &str = "INSERT INTO order_lines
         (order_id, line_no, gtin, name, qty_ordered, qty_returned, qty_refused, unit_price_minor, final_sale)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)";
+    pub const CONFIG: &str =
+        "INSERT OR REPLACE INTO cloud_config (key, value, updated_at_ms) VALUES (?1, ?2, ?3)";
     pub const ASSOCIATE: &str = "INSERT OR REPLACE INTO associates
         (associate_id, name, role, pin_hash, active) VALUES (?1, ?2, ?3, ?4, ?5)";
 }
@@ -499,6 +512,16 @@ impl Entity for OrderRecord {
                 l.final_sale
             ])?;
         }
+        Ok(())
+    }
+}
+
+impl Entity for ConfigEntry {
+    fn write(&self, tx: &Transaction<'_>, now_ms: i64) -> Result<(), StoreError> {
+        non_empty("config.key", &self.key)?;
+        let value = serde_json::to_string(&self.value).unwrap_or_else(|_| "null".into());
+        tx.prepare_cached(sql::CONFIG)?
+            .execute(params![self.key, value, now_ms])?;
         Ok(())
     }
 }

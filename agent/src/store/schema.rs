@@ -285,6 +285,33 @@ CREATE TABLE journal_records (
 ) WITHOUT ROWID;
 "#,
     },
+    Migration {
+        version: 6,
+        description: "cloud sync state and cloud-pushed settings",
+        sql: r#"
+-- Settings the cloud pushes on the `config` stream (JSON values).
+CREATE TABLE cloud_config (
+    key           TEXT PRIMARY KEY,
+    value         TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The MQTT connection as the sync last saw it, one row, so `store-agent status`
+-- (another process) can show whether and since when the store is offline.
+CREATE TABLE sync_state (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    state              TEXT NOT NULL CHECK (state IN ('connecting', 'online', 'offline')),
+    since_ms           INTEGER NOT NULL,
+    offline_since_ms   INTEGER,
+    broker             TEXT NOT NULL,
+    last_error         TEXT,
+    updated_at_ms      INTEGER NOT NULL
+);
+
+-- Where dead letters come from is searchable (a topic, a spool file).
+CREATE INDEX dead_letters_source ON dead_letters (source);
+"#,
+    },
 ];
 
 /// The version a fully migrated database has.
@@ -428,6 +455,10 @@ mod tests {
             5 => {
                 "INSERT INTO device_status VALUES ('scanner-1', 'serial', 'connected', NULL, 1);
                  INSERT INTO journal_records VALUES ('j1', 'printer-1', 'THANK YOU', 1);"
+            }
+            6 => {
+                "INSERT INTO cloud_config VALUES ('kiosk.idle_timeout_s', '60', 1);
+                 INSERT INTO sync_state VALUES (1, 'offline', 1, 1, 'mqtt.example.com:8883', NULL, 1);"
             }
             _ => panic!("add seed rows for migration {version}"),
         };

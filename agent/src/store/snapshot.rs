@@ -9,23 +9,26 @@
 //!   is consistent at, so the sync can apply later deltas on top.
 //! * Then one record per line, externally tagged: `{"product":{…}}`,
 //!   `{"stock":{…}}`, `{"customer":{…}}`, `{"loyalty_card":{…}}`,
-//!   `{"wishlist_item":{…}}`, `{"cart":{…}}`, `{"order":{…}}`, `{"associate":{…}}`
-//!   (fields in [`super::entities`]).
+//!   `{"wishlist_item":{…}}`, `{"cart":{…}}`, `{"order":{…}}`, `{"associate":{…}}`,
+//!   `{"config":{…}}` (fields in [`super::entities`]).
 //! * Last, `{"end":{"records":N}}` with the number of records before it. A file
 //!   without it was cut short and is refused.
 //!
-//! Import replaces every cached cloud entity (not the outbox, POS transactions or
-//! returns recorded here) in one `BEGIN IMMEDIATE` transaction: a bad record, a
-//! truncated file or a killed process leaves the database exactly as it was.
+//! Import replaces the cached entities of the streams the header lists (all of
+//! them for a full snapshot, one for the sync's reload of a single stream; never
+//! the outbox, POS transactions or returns recorded here) and their stream
+//! positions, in one `BEGIN IMMEDIATE` transaction: a bad record, a record of a
+//! stream the header does not list, a truncated file or a killed process leaves
+//! the database exactly as it was.
 //! Parsing runs on its own thread and hands batches to the writer thread, so JSON
 //! decoding and SQLite inserts use both cores of a small device.
 
 use super::StoreError;
 use super::entities::{
-    AssociateRecord, CartRecord, CustomerRecord, Entity, LoyaltyCardRecord, OrderRecord, ProductRecord,
-    StockRecord, WishlistItemRecord,
+    AssociateRecord, CartRecord, ConfigEntry, CustomerRecord, Entity, LoyaltyCardRecord, OrderRecord,
+    ProductRecord, StockRecord, WishlistItemRecord,
 };
-use crate::events::now_ms;
+use crate::events::{DownlinkStream, now_ms};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -90,6 +93,8 @@ pub enum SnapshotRecord {
     Order(OrderRecord),
     /// A store associate.
     Associate(AssociateRecord),
+    /// A setting pushed by the cloud.
+    Config(ConfigEntry),
     /// The trailer.
     End(EndRecord),
 }
@@ -175,6 +180,7 @@ impl SnapshotRecord {
             SnapshotRecord::Cart(_) => "carts",
             SnapshotRecord::Order(_) => "orders",
             SnapshotRecord::Associate(_) => "associates",
+            SnapshotRecord::Config(_) => "config",
             SnapshotRecord::End(_) => "end",
         }
     }
@@ -189,24 +195,30 @@ impl SnapshotRecord {
             SnapshotRecord::Cart(r) => r.write(tx, now_ms),
             SnapshotRecord::Order(r) => r.write(tx, now_ms),
             SnapshotRecord::Associate(r) => r.write(tx, now_ms),
+            SnapshotRecord::Config(r) => r.write(tx, now_ms),
             SnapshotRecord::End(_) => Ok(()),
         }
     }
 }
 
-/// The tables a snapshot replaces, children before parents.
-const REPLACED_TABLES: &[&str] = &[
-    "cart_lines",
-    "carts",
-    "order_lines",
-    "orders",
-    "wishlist_items",
-    "loyalty_cards",
-    "customers",
-    "stock",
-    "products",
-    "associates",
-];
+impl SnapshotRecord {
+    /// The downlink stream a record belongs to: a snapshot replaces the tables
+    /// of the streams its header lists, and may only hold their records.
+    fn stream(&self) -> Option<DownlinkStream> {
+        Some(match self {
+            SnapshotRecord::Product(_) => DownlinkStream::Products,
+            SnapshotRecord::Stock(_) => DownlinkStream::Stock,
+            SnapshotRecord::Customer(_) => DownlinkStream::Customers,
+            SnapshotRecord::LoyaltyCard(_) => DownlinkStream::LoyaltyCards,
+            SnapshotRecord::WishlistItem(_) => DownlinkStream::Wishlists,
+            SnapshotRecord::Cart(_) => DownlinkStream::Carts,
+            SnapshotRecord::Order(_) => DownlinkStream::Orders,
+            SnapshotRecord::Associate(_) => DownlinkStream::Associates,
+            SnapshotRecord::Config(_) => DownlinkStream::Config,
+            SnapshotRecord::End(_) => return None,
+        })
+    }
+}
 
 /// Writes snapshot files line by line.
 pub struct SnapshotWriter<W: Write> {
@@ -390,6 +402,11 @@ fn check_header(
             h.key_fingerprint
         )));
     }
+    if let Some(unknown) = h.streams.keys().find(|s| DownlinkStream::parse(s).is_none()) {
+        return Err(mismatch(format!(
+            "its header lists the stream {unknown:?}, which this agent does not know"
+        )));
+    }
     if let Some(t) = expect.tenant_id.as_deref().filter(|t| *t != h.tenant_id) {
         return Err(mismatch(format!(
             "it is for tenant {:?}, this agent is configured for {t:?}",
@@ -417,10 +434,21 @@ fn load(
     conn.pragma_update(None, "cache_size", -65536)?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for table in REPLACED_TABLES {
-            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        // check_header made sure every name parses.
+        let covered: Vec<DownlinkStream> = header
+            .streams
+            .keys()
+            .filter_map(|s| DownlinkStream::parse(s))
+            .collect();
+        for stream in &covered {
+            for table in stream.tables() {
+                tx.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+            tx.execute(
+                "DELETE FROM downlink_streams WHERE stream = ?1",
+                [stream.as_str()],
+            )?;
         }
-        tx.execute("DELETE FROM downlink_streams", [])?;
         let now = now_ms();
         let mut report = ImportReport::default();
         let mut ended: Option<(u64, u64)> = None;
@@ -439,6 +467,17 @@ fn load(
                 if let SnapshotRecord::End(e) = &record {
                     ended = Some((line, e.records));
                     continue;
+                }
+                if let Some(stream) = record.stream().filter(|s| !covered.contains(s)) {
+                    return Err(SnapshotError::Line {
+                        path: path.to_path_buf(),
+                        line,
+                        message: format!(
+                            "a record of the stream {stream}, which the header does not list among the streams \
+                             this snapshot replaces"
+                        ),
+                    }
+                    .into());
                 }
                 record.write(&tx, now).map_err(|e| SnapshotError::Line {
                     path: path.to_path_buf(),
