@@ -180,7 +180,8 @@ fn decode_rows(snapshot: &Path) -> Vec<Row> {
                 Row::Order(Box::new(o), h, g)
             }
             SnapshotRecord::Associate(a) => Row::Associate(a),
-            SnapshotRecord::End(_) => continue,
+            // The sample store has no cloud-pushed settings.
+            SnapshotRecord::Config(_) | SnapshotRecord::End(_) => continue,
         };
         rows.push(row);
     }
