@@ -225,6 +225,73 @@ pub struct MqttConfig {
     /// false; when false, `ca_file`, `cert_file` and `key_file` are all required.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// MQTT keep-alive, in seconds. Default 30, from 5 to 1200.
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// The agent waits a random time up to this long after start before its first
+    /// connection, in milliseconds, so thousands of stores restarting at once (a power cut,
+    /// a fleet upgrade) do not storm the broker. Default 30000, from 0 to 600000.
+    #[serde(default = "default_boot_delay_ms")]
+    pub boot_delay_max_ms: u64,
+    /// First reconnect delay, in milliseconds; each failure doubles it up to `backoff_cap_ms`,
+    /// and the actual wait is a random time up to it ("full jitter"). Default 1000.
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// The longest reconnect delay, in milliseconds. Default 120000.
+    #[serde(default = "default_backoff_cap_ms")]
+    pub backoff_cap_ms: u64,
+    /// Events sent and not yet acknowledged by the cloud, per uplink stream. Default 2000,
+    /// from 1 to 100000.
+    #[serde(default = "default_window_events")]
+    pub window_events: u64,
+    /// The most events sent per second while a backlog drains, so the screens stay responsive
+    /// after a long outage. Default 20000, from 10 to 1000000.
+    #[serde(default = "default_drain_rate")]
+    pub drain_events_per_s: u64,
+    /// Without an acknowledgement for this long, sent events are sent again (same
+    /// idempotency keys), in milliseconds. Default 15000, from 100 to 600000.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// How long a range or snapshot request waits for its reply before it is asked again,
+    /// in milliseconds. Default 15000, from 100 to 600000.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How often health telemetry is published, in seconds. Default 60, from 1 to 86400.
+    #[serde(default = "default_health_interval_s")]
+    pub health_interval_s: u64,
+    /// An HTTPS endpoint that answers `GET <url>?streams=a,b` with a snapshot manifest. When
+    /// set, a new device loads its first snapshot from there; otherwise it asks over MQTT.
+    #[serde(default)]
+    pub snapshot_manifest_url: Option<String>,
+    /// Where downloaded snapshots are kept until loaded. Default: `snapshots/` beside the
+    /// database.
+    #[serde(default)]
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+fn default_keep_alive_s() -> u64 {
+    30
+}
+fn default_boot_delay_ms() -> u64 {
+    30_000
+}
+fn default_backoff_base_ms() -> u64 {
+    1000
+}
+fn default_backoff_cap_ms() -> u64 {
+    120_000
+}
+fn default_window_events() -> u64 {
+    2000
+}
+fn default_drain_rate() -> u64 {
+    20_000
+}
+fn default_ack_timeout_ms() -> u64 {
+    15_000
+}
+fn default_health_interval_s() -> u64 {
+    60
 }
 
 /// `[logging]`: where and how much the agent logs. Logs never contain a card number, a full
@@ -692,6 +759,62 @@ impl MqttConfig {
             problems.push(ConfigProblem::new(
                 "mqtt.port",
                 "must be between 1 and 65535 (found 0)",
+            ));
+        }
+        check_range(problems, "mqtt.keep_alive_s", self.keep_alive_s, 5, 1200);
+        check_range(
+            problems,
+            "mqtt.boot_delay_max_ms",
+            self.boot_delay_max_ms,
+            0,
+            600_000,
+        );
+        check_range(
+            problems,
+            "mqtt.backoff_base_ms",
+            self.backoff_base_ms,
+            10,
+            600_000,
+        );
+        check_range(
+            problems,
+            "mqtt.backoff_cap_ms",
+            self.backoff_cap_ms,
+            self.backoff_base_ms.max(10),
+            3_600_000,
+        );
+        check_range(problems, "mqtt.window_events", self.window_events, 1, 100_000);
+        check_range(
+            problems,
+            "mqtt.drain_events_per_s",
+            self.drain_events_per_s,
+            10,
+            1_000_000,
+        );
+        check_range(problems, "mqtt.ack_timeout_ms", self.ack_timeout_ms, 100, 600_000);
+        check_range(
+            problems,
+            "mqtt.request_timeout_ms",
+            self.request_timeout_ms,
+            100,
+            600_000,
+        );
+        check_range(
+            problems,
+            "mqtt.health_interval_s",
+            self.health_interval_s,
+            1,
+            86_400,
+        );
+        if let Some(url) = &self.snapshot_manifest_url
+            && !(url.starts_with("https://")
+                || url.starts_with("http://127.0.0.1")
+                || url.starts_with("http://[::1]")
+                || url.starts_with("http://localhost"))
+        {
+            problems.push(ConfigProblem::new(
+                "mqtt.snapshot_manifest_url",
+                format!("must be an https:// URL (plain http only on loopback), found {url:?}"),
             ));
         }
         if self.client_id.as_deref().is_some_and(str::is_empty) {

@@ -1,7 +1,7 @@
 //! The long-running agent (`store-agent run`).
 //!
-//! Today the agent opens and migrates the local store, keeps it open for the
-//! parts that use it, and shuts down cleanly: on SIGTERM or SIGINT it stops,
+//! The agent opens and migrates the local store, starts the device drivers, the
+//! spool reader, the cloud sync and the HTTP server, and shuts down cleanly: on SIGTERM or SIGINT it stops,
 //! lets the writer finish queued work, checkpoints the WAL into the database file
 //! and exits 0. Device drivers, the cloud sync and the screens are started here
 //! as they are built (see ARCHITECTURE.md).
@@ -56,6 +56,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
     // with a deadline, before the store is closed.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (agent_events, _) = broadcast::channel::<AgentEvent>(256);
+    // Set up first: a bad certificate stops the start before anything runs.
+    let sync = crate::sync::start(&config, store.clone(), stop_rx.clone())?;
     let mut parts = tokio::task::JoinSet::new();
     parts.spawn(devices::run(
         config.devices.clone(),
@@ -83,6 +85,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
                 tracing::error!(error = %format!("{e:#}"), "The spool folder reader stopped.");
             }
         });
+    }
+
+    if let Some(sync) = sync {
+        parts.spawn(sync);
     }
 
     if let Some(addr) = config.http.listen {

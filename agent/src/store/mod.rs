@@ -11,6 +11,7 @@
 //!   calls when the cloud acknowledges a stream at the application level.
 
 mod connection;
+pub mod downlink;
 pub mod entities;
 pub mod keyed_hash;
 pub mod outbox;
@@ -321,6 +322,38 @@ impl Store {
         let file = file.to_path_buf();
         let fingerprint = self.options.hasher.fingerprint();
         move |conn| snapshot::import(conn, &file, &fingerprint, &expect)
+    }
+
+    /// Applies a downlink batch received on `topic` (see [`downlink`]).
+    pub async fn apply_downlink(
+        &self,
+        topic: String,
+        stream: crate::events::DownlinkStream,
+        batch: crate::sync::protocol::DownlinkBatch,
+    ) -> Result<downlink::BatchOutcome, StoreError> {
+        self.writer
+            .call(move |conn| downlink::apply_batch(conn, &topic, stream, &batch, crate::events::now_ms()))
+            .await
+    }
+
+    /// Keeps input that could not be used (a cloud message that does not parse,
+    /// say) in `dead_letters`, with where it came from and why.
+    pub async fn dead_letter(
+        &self,
+        source: String,
+        payload: Vec<u8>,
+        error: String,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .call(move |conn| downlink::dead_letter(conn, &source, &payload, &error, crate::events::now_ms()))
+            .await
+    }
+
+    /// Records the MQTT connection's state for `store-agent status`.
+    pub async fn set_sync_state(&self, state: status::SyncState) -> Result<(), StoreError> {
+        self.writer
+            .call(move |conn| status::write_sync_state(conn, &state))
+            .await
     }
 
     /// Runs `f` on the writer thread. For this crate's tests, which need to reach

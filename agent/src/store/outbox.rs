@@ -109,11 +109,22 @@ pub struct OutboxRow {
 
 /// The oldest `limit` rows of `stream`, in seq order.
 pub fn pending(conn: &Connection, stream: UplinkStream, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+    pending_after(conn, stream, 0, limit)
+}
+
+/// The oldest `limit` rows of `stream` with a seq above `after_seq`, in seq order:
+/// the uplink pump's next batch after what it has already sent.
+pub fn pending_after(
+    conn: &Connection,
+    stream: UplinkStream,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, idempotency_key, kind, payload, captured_at_ms FROM outbox
-         WHERE stream = ?1 ORDER BY seq LIMIT ?2",
+         WHERE stream = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![stream.as_str(), limit as i64], |r| {
+    let rows = stmt.query_map(params![stream.as_str(), after_seq, limit as i64], |r| {
         Ok(OutboxRow {
             seq: r.get(0)?,
             idempotency_key: r.get(1)?,
@@ -122,5 +133,12 @@ pub fn pending(conn: &Connection, stream: UplinkStream, limit: usize) -> Result<
             captured_at_ms: r.get(4)?,
         })
     })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The cloud's last acknowledgement per stream, as recorded (the pump's start).
+pub fn acked_seqs(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT stream, acked_seq FROM outbox_streams")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

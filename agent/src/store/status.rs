@@ -3,7 +3,7 @@
 //! cloud stream is.
 
 use super::StoreError;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Row counts of the cached and recorded data.
@@ -67,6 +67,38 @@ pub struct DownlinkStatus {
     pub updated_at_ms: i64,
 }
 
+/// The cloud connection as the sync last recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncState {
+    /// `connecting`, `online` or `offline`.
+    pub state: String,
+    /// Since when in this state.
+    pub since_ms: i64,
+    /// When the store lost the cloud (kept while reconnecting; `None` once online).
+    pub offline_since_ms: Option<i64>,
+    /// `host:port` of the broker.
+    pub broker: String,
+    /// Why the last connection attempt failed.
+    pub last_error: Option<String>,
+}
+
+pub(super) fn write_sync_state(conn: &mut Connection, s: &SyncState) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO sync_state
+         (id, state, since_ms, offline_since_ms, broker, last_error, updated_at_ms)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(rusqlite::params![
+        s.state,
+        s.since_ms,
+        s.offline_since_ms,
+        s.broker,
+        s.last_error,
+        crate::events::now_ms()
+    ])?;
+    Ok(())
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
@@ -80,6 +112,8 @@ pub struct StatusReport {
     pub downlink: Vec<DownlinkStatus>,
     /// Every device the agent has reported on.
     pub devices: Vec<super::records::DeviceStatusRecord>,
+    /// The cloud connection (`None`: the sync never ran on this database).
+    pub sync: Option<SyncState>,
 }
 
 fn count(conn: &Connection, sql: &str) -> Result<i64, StoreError> {
@@ -155,8 +189,29 @@ fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let schema_version = super::schema::current_version(conn)?;
+    // `status` also reads databases an older agent wrote, before the sync existed.
+    let sync = if schema_version < 6 {
+        None
+    } else {
+        conn.query_row(
+            "SELECT state, since_ms, offline_since_ms, broker, last_error FROM sync_state WHERE id = 1",
+            [],
+            |r| {
+                Ok(SyncState {
+                    state: r.get(0)?,
+                    since_ms: r.get(1)?,
+                    offline_since_ms: r.get(2)?,
+                    broker: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            },
+        )
+        .optional()?
+    };
     Ok(StatusReport {
-        schema_version: super::schema::current_version(conn)?,
+        sync,
+        schema_version,
         counts,
         outbox,
         downlink,

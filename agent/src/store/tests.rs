@@ -1006,3 +1006,260 @@ async fn journal_receipts_go_to_the_outbox_and_devices_to_status() {
         "{text}"
     );
 }
+
+mod downlink {
+    //! Applying cloud downlink batches: positions, gaps, epochs, dead letters, erasure.
+    use super::*;
+    use crate::events::DownlinkStream;
+    use crate::sync::protocol::{DownlinkBatch, DownlinkItem, Op};
+    use rusqlite::OptionalExtension;
+    use serde_json::json;
+
+    const TOPIC: &str = "sa/v1/store/acme/s1/products";
+
+    fn batch(stream: &str, epoch: &str, items: Vec<(i64, Op, serde_json::Value)>) -> DownlinkBatch {
+        DownlinkBatch {
+            v: 1,
+            stream: stream.into(),
+            epoch: epoch.into(),
+            items: items
+                .into_iter()
+                .map(|(seq, op, entity)| DownlinkItem { seq, op, entity })
+                .collect(),
+        }
+    }
+
+    fn product(gtin: &str, price: i64) -> serde_json::Value {
+        json!({"gtin": gtin, "sku": "S", "name": "Pen", "price_minor": price, "currency": "EUR"})
+    }
+
+    fn epoch(f: &Fixture) -> String {
+        format!("sample-{}", f.spec.seed)
+    }
+
+    async fn apply(
+        f: &Fixture,
+        stream: DownlinkStream,
+        b: DownlinkBatch,
+    ) -> crate::store::downlink::BatchOutcome {
+        f.store.apply_downlink(TOPIC.into(), stream, b).await.unwrap()
+    }
+
+    fn price(f: &Fixture, gtin: &str) -> Option<i64> {
+        f.store
+            .reads()
+            .with(|c| {
+                Ok(
+                    c.query_row("SELECT price_minor FROM products WHERE gtin = ?1", [gtin], |r| {
+                        r.get(0)
+                    })
+                    .optional()?,
+                )
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn in_order_items_apply_once_and_redeliveries_are_ignored() {
+        let f = Fixture::new_small().await;
+        let e = epoch(&f);
+        let b = batch(
+            "products",
+            &e,
+            vec![
+                (1, Op::Upsert, product("04006381333931", 100)),
+                (2, Op::Upsert, product("04006381333931", 250)),
+            ],
+        );
+        let out = apply(&f, DownlinkStream::Products, b.clone()).await;
+        assert_eq!((out.applied, out.ignored, out.gap), (2, 0, None));
+        assert_eq!(out.position.unwrap().last_seq, 2);
+        assert_eq!(price(&f, "04006381333931"), Some(250));
+        // Redelivered: nothing changes, even if the cloud's old copy differs now.
+        let out = apply(&f, DownlinkStream::Products, b).await;
+        assert_eq!((out.applied, out.ignored), (0, 2));
+        let del = batch(
+            "products",
+            &e,
+            vec![(3, Op::Delete, json!({"gtin": "4006381333931"}))],
+        );
+        assert_eq!(apply(&f, DownlinkStream::Products, del).await.applied, 1);
+        assert_eq!(price(&f, "04006381333931"), None);
+    }
+
+    #[tokio::test]
+    async fn a_gap_stops_the_batch_and_names_the_missing_range() {
+        let f = Fixture::new_small().await;
+        let e = epoch(&f);
+        let b = batch(
+            "products",
+            &e,
+            vec![
+                (1, Op::Upsert, product("04006381333931", 100)),
+                (4, Op::Upsert, product("04006381333931", 400)),
+                (5, Op::Upsert, product("04006381333931", 500)),
+            ],
+        );
+        let out = apply(&f, DownlinkStream::Products, b).await;
+        assert_eq!(out.applied, 1);
+        assert_eq!(out.gap, Some((2, 5)));
+        assert_eq!(out.position.unwrap().last_seq, 1);
+        assert_eq!(
+            price(&f, "04006381333931"),
+            Some(100),
+            "nothing after the gap is applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_position_or_another_epoch_asks_for_a_snapshot() {
+        let f = Fixture::new_small().await;
+        let b = batch(
+            "products",
+            "e-new",
+            vec![(1, Op::Upsert, product("04006381333931", 100))],
+        );
+        let out = apply(&f, DownlinkStream::Products, b).await;
+        assert!(out.needs_snapshot.unwrap().contains("epoch"));
+        assert_eq!(out.applied, 0);
+        assert_eq!(price(&f, "04006381333931"), None);
+        // The sample snapshot has no config stream.
+        let b = batch(
+            "config",
+            "e1",
+            vec![(1, Op::Upsert, json!({"key": "k", "value": 1}))],
+        );
+        let out = apply(&f, DownlinkStream::Config, b).await;
+        assert!(out.needs_snapshot.unwrap().contains("no local position"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_item_is_a_dead_letter_and_the_stream_goes_on() {
+        let f = Fixture::new_small().await;
+        let e = epoch(&f);
+        let b = batch(
+            "products",
+            &e,
+            vec![
+                (
+                    1,
+                    Op::Upsert,
+                    json!({"gtin": "04006381333931", "price_minor": "free"}),
+                ),
+                (2, Op::Upsert, product("12345", 1)),
+                (3, Op::Upsert, product("04006381333931", 300)),
+            ],
+        );
+        let out = apply(&f, DownlinkStream::Products, b).await;
+        assert_eq!((out.applied, out.dead_lettered), (3, 2));
+        assert_eq!(out.position.unwrap().last_seq, 3);
+        assert_eq!(price(&f, "04006381333931"), Some(300));
+        let errors: Vec<(String, String)> = f
+            .store
+            .reads()
+            .with(|c| {
+                let mut s = c.prepare("SELECT source, error FROM dead_letters ORDER BY id")?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(errors.len(), 2);
+        assert!(errors.iter().all(|(source, _)| source == TOPIC));
+        assert!(errors[0].1.contains("seq 1"), "{}", errors[0].1);
+        assert!(
+            errors[1].1.contains("seq 2") && errors[1].1.contains("12345"),
+            "{}",
+            errors[1].1
+        );
+    }
+
+    #[tokio::test]
+    async fn wishlist_items_merge_last_writer_wins() {
+        let f = Fixture::new_small().await;
+        let e = epoch(&f);
+        let item = |present: bool, at: i64, op: &str| {
+            json!({"customer_id": "c-x", "gtin": "04006381333931", "present": present,
+                   "channel": "web", "op_at_ms": at, "op_id": op})
+        };
+        let b = batch(
+            "wishlists",
+            &e,
+            vec![
+                (1, Op::Upsert, item(true, 2000, "b")),
+                (2, Op::Upsert, item(false, 1000, "a")),
+            ],
+        );
+        assert_eq!(apply(&f, DownlinkStream::Wishlists, b).await.applied, 2);
+        let present: bool = f
+            .store
+            .reads()
+            .with(|c| {
+                Ok(c.query_row(
+                    "SELECT present FROM wishlist_items WHERE customer_id = 'c-x'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert!(present, "the older remove must lose to the newer add");
+    }
+
+    #[tokio::test]
+    async fn erasure_removes_every_trace_and_is_confirmed_through_the_outbox() {
+        let f = Fixture::new().await;
+        // A customer with a card, a wishlist, a cart and orders in the sample.
+        let customer: String = f
+            .store
+            .reads()
+            .with(|c| {
+                Ok(c.query_row(
+                    "SELECT c.customer_id FROM customers c
+                     WHERE EXISTS (SELECT 1 FROM loyalty_cards l WHERE l.customer_id = c.customer_id)
+                       AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id)
+                     LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        f.store
+            .with_writer(|c| {
+                c.execute("INSERT INTO downlink_streams VALUES ('erasure', 'e1', 0, 0)", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let b = batch(
+            "erasure",
+            "e1",
+            vec![(
+                1,
+                Op::Upsert,
+                json!({"request_id": "er-1", "customer_id": customer}),
+            )],
+        );
+        let out = apply(&f, DownlinkStream::Erasure, b).await;
+        assert_eq!((out.applied, out.dead_lettered), (1, 0));
+        for table in ["customers", "loyalty_cards", "wishlist_items", "carts", "orders"] {
+            assert_eq!(
+                f.count(&format!(
+                    "SELECT count(*) FROM {table} WHERE customer_id = '{customer}'"
+                )),
+                0,
+                "{table}"
+            );
+        }
+        let payload: String = f
+            .store
+            .reads()
+            .with(|c| {
+                Ok(
+                    c.query_row("SELECT payload FROM outbox WHERE stream = 'erasures'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .unwrap();
+        assert!(payload.contains("\"er-1\""), "{payload}");
+    }
+}

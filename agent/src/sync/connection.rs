@@ -1,0 +1,265 @@
+//! The task that owns the MQTT event loop.
+//!
+//! Architecture invariant: this is the only code that polls rumqttc's
+//! `EventLoop`; everything else holds the bounded `AsyncClient` and uses its
+//! non-blocking `try_*` calls, so nothing ever waits on a connection that is down.
+//! What arrives is forwarded to the sync engine over a bounded channel.
+
+use super::protocol::{Presence, Topics, VERSION};
+use crate::config::MqttConfig;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What the connection tells the engine.
+#[derive(Debug)]
+pub enum ConnectionEvent {
+    /// Connected (again). `session_present`: the broker kept the subscriptions
+    /// and queued messages of the persistent session.
+    Connected {
+        /// From the CONNACK.
+        session_present: bool,
+    },
+    /// The connection failed or broke; the next attempt is after a backoff.
+    Disconnected {
+        /// Why, for status and the log.
+        error: String,
+    },
+    /// A message on a subscribed topic.
+    Message {
+        /// Its topic.
+        topic: String,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// The largest incoming packet accepted. Larger than the protocol's limit on
+/// purpose: an oversized message then reaches the engine, which keeps it as a
+/// dead letter, instead of breaking the connection on every redelivery.
+pub const MAX_INCOMING_PACKET: usize = 4 * super::protocol::MAX_MESSAGE_BYTES;
+
+/// The MQTT options of this device: persistent session, Last Will, limits, TLS.
+pub fn mqtt_options(cfg: &MqttConfig, client_id: &str, topics: &Topics) -> anyhow::Result<MqttOptions> {
+    let mut options = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+    options
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_s))
+        // A persistent session: the broker keeps our subscriptions and queues
+        // QoS 1 messages while we are away.
+        .set_clean_session(false)
+        .set_max_packet_size(MAX_INCOMING_PACKET, super::protocol::MAX_MESSAGE_BYTES)
+        .set_inflight(100)
+        .set_last_will(LastWill::new(
+            topics.presence(),
+            presence_payload(client_id, "offline"),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let (Some(user), password) = (&cfg.username, &cfg.password) {
+        options.set_credentials(
+            user.clone(),
+            password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    match (&cfg.ca_file, &cfg.cert_file, &cfg.key_file) {
+        (Some(ca), Some(cert), Some(key)) => {
+            options.set_transport(super::tls::mqtt_transport(ca, cert, key)?);
+        }
+        (Some(ca), None, None) => {
+            let config = super::tls::client_config(ca, None)?;
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            ));
+        }
+        // Config validation allows this only with allow_plaintext = true.
+        _ => {}
+    }
+    Ok(options)
+}
+
+/// The retained presence message.
+pub fn presence_payload(device_id: &str, state: &str) -> Vec<u8> {
+    serde_json::to_vec(&Presence {
+        v: VERSION,
+        device_id: device_id.to_owned(),
+        state: state.to_owned(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+    .unwrap_or_default()
+}
+
+/// How long to wait before reconnect attempt `attempt` (1-based): a random time
+/// between zero and `base * 2^(attempt-1)`, capped ("full jitter"), so a fleet
+/// that lost its broker together does not come back in lockstep.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(cap);
+    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::random_range(0..=ms))
+}
+
+/// Polls the event loop until `stop`, reconnecting with backoff, and forwards
+/// what happens to `events`.
+pub async fn run(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    cfg: MqttConfig,
+    client_id: String,
+    topics: Topics,
+    events: mpsc::Sender<ConnectionEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let boot_delay = Duration::from_millis(rand::random_range(0..=cfg.boot_delay_max_ms));
+    if !boot_delay.is_zero() {
+        tracing::info!(
+            delay_ms = boot_delay.as_millis() as u64,
+            "Waiting before the first connection."
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(boot_delay) => {}
+            _ = stop.changed() => return,
+        }
+    }
+    let base = Duration::from_millis(cfg.backoff_base_ms);
+    let cap = Duration::from_millis(cfg.backoff_cap_ms);
+    let mut attempt = 0u32;
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            _ = stop.changed() => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                attempt = 0;
+                connected = true;
+                tracing::info!(session_present = ack.session_present, broker = %format!("{}:{}", cfg.host, cfg.port), "Connected to the broker.");
+                if !ack.session_present {
+                    // The broker did not keep our session (first connection, or it
+                    // lost it): subscribe again.
+                    for filter in [topics.store_filter(), topics.device_down_filter()] {
+                        if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                            tracing::error!(%filter, error = %e, "Cannot queue a subscription.");
+                        }
+                    }
+                }
+                let _ = client.try_publish(
+                    topics.presence(),
+                    QoS::AtLeastOnce,
+                    true,
+                    presence_payload(&client_id, "online"),
+                );
+                if events
+                    .send(ConnectionEvent::Connected {
+                        session_present: ack.session_present,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                use rumqttc::SubscribeReasonCode;
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    tracing::error!(
+                        "The broker refused a subscription: check the broker's ACL for this device's \
+                         store and device topics."
+                    );
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let message = ConnectionEvent::Message {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                };
+                if events.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                attempt = attempt.saturating_add(1);
+                let delay = backoff(base, cap, attempt);
+                let error = describe(&e);
+                if connected || attempt == 1 {
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "Broker connection lost.");
+                } else {
+                    tracing::debug!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "Broker still unreachable.");
+                }
+                connected = false;
+                if events
+                    .send(ConnectionEvent::Disconnected { error })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+    }
+    if connected {
+        say_goodbye(&mut eventloop, &client, &topics, &client_id).await;
+    }
+}
+
+/// A clean goodbye: retained "offline" (the broker does not send the Last Will
+/// after a DISCONNECT), then DISCONNECT, polling briefly so both leave.
+async fn say_goodbye(eventloop: &mut EventLoop, client: &AsyncClient, topics: &Topics, client_id: &str) {
+    let _ = client.try_publish(
+        topics.presence(),
+        QoS::AtLeastOnce,
+        true,
+        presence_payload(client_id, "offline"),
+    );
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_below_it() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(120);
+        for attempt in 1..40 {
+            let ceiling = (base * 2u32.pow((attempt - 1).min(20))).min(cap);
+            for _ in 0..50 {
+                assert!(backoff(base, cap, attempt) <= ceiling);
+            }
+        }
+        // Full jitter: the waits of one attempt spread over the range.
+        let waits: Vec<Duration> = (0..200).map(|_| backoff(base, cap, 10)).collect();
+        assert!(waits.iter().any(|w| *w < Duration::from_secs(30)));
+        assert!(waits.iter().any(|w| *w > Duration::from_secs(90)));
+    }
+}
