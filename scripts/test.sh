@@ -7,10 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need. Empty today: the store, CLI and end-to-end tests
-# need only Rust. The broker (mosquitto) and browser (chromium, chromium-driver)
-# tests add their packages here when they land.
-NEEDED_PACKAGES=()
+# Debian packages the tests need: the sync tests run a real Mosquitto broker
+# (tests/src/mqtt.rs; mosquitto-clients for poking at it by hand). The browser
+# tests add chromium and chromium-driver here when the screens land. Under CI=true
+# (set by CI runners) a missing broker fails the broker tests instead of skipping them.
+NEEDED_PACKAGES=(mosquitto mosquitto-clients)
 
 install_missing_packages() {
     local missing=()

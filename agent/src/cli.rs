@@ -451,6 +451,21 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
     let mut out = String::new();
     let c = &r.counts;
     let _ = writeln!(out, "Schema version {}", r.schema_version);
+    let _ = writeln!(out, "\nCloud connection");
+    match &r.sync {
+        None => {
+            let _ = writeln!(out, "  never connected (no [mqtt] section, or the sync has not run yet)");
+        }
+        Some(s) => {
+            let _ = writeln!(out, "  {} to {} since {} ago", s.state, s.broker, age(now_ms - s.since_ms));
+            if let Some(t) = s.offline_since_ms {
+                let _ = writeln!(out, "  offline since {} ago", age(now_ms - t));
+            }
+            if let Some(e) = &s.last_error {
+                let _ = writeln!(out, "  last error: {e}");
+            }
+        }
+    }
     let _ = writeln!(out, "\nLocal data");
     for (name, n) in [
         ("products", c.products),
