@@ -71,6 +71,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ScanCommand,
     },
+    /// Run the reference cloud (the demo's and the tests' counterpart of the
+    /// retailer's cloud) until SIGINT or SIGTERM.
+    CloudSim(Box<CloudSimArgs>),
 }
 
 /// `scan …`
@@ -155,11 +158,67 @@ pub struct DemoArgs {
     pub no_run: bool,
 }
 
+/// `cloud-sim …`
+#[derive(Debug, Args)]
+pub struct CloudSimArgs {
+    /// The MQTT broker, HOST:PORT.
+    #[arg(long)]
+    pub broker: String,
+    /// CA file (PEM) the broker's certificate is checked against; with --cert
+    /// and --key, connect over TLS (plain TCP without them).
+    #[arg(long, requires_all = ["cert", "key"])]
+    pub ca: Option<PathBuf>,
+    /// The cloud's client certificate (PEM, CN "cloud").
+    #[arg(long, requires_all = ["ca", "key"])]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires_all = ["ca", "cert"])]
+    pub key: Option<PathBuf>,
+    /// The tenant served.
+    #[arg(long)]
+    pub tenant: String,
+    /// The store served.
+    #[arg(long)]
+    pub store: String,
+    /// The cloud's own SQLite file (reused with its state when it exists).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Where snapshot files are written and served from.
+    #[arg(long)]
+    pub snapshot_dir: PathBuf,
+    /// Where the HTTP server (manifest and snapshots) listens; port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: std::net::SocketAddr,
+    /// Customers in the generated sample store.
+    #[arg(long, default_value_t = 2000)]
+    pub customers: u64,
+    /// Products in the generated sample store.
+    #[arg(long, default_value_t = 500)]
+    pub products: u64,
+    /// Seed of the generated sample store.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Hashing key (hex) of the sample's card and pickup-code hashes (default:
+    /// the public demo key).
+    #[arg(long)]
+    pub hash_key: Option<String>,
+    /// Load this snapshot file as the base data instead of a generated sample.
+    #[arg(long, conflicts_with_all = ["customers", "products", "seed", "hash_key"])]
+    pub base_snapshot: Option<PathBuf>,
+    /// Serve only this device (repeat for more; default: any device).
+    #[arg(long = "device")]
+    pub devices: Vec<String>,
+    /// Publish a small stock or price change every N seconds.
+    #[arg(long)]
+    pub tick_seconds: Option<u64>,
+}
+
 impl Cli {
     /// True for the commands that run the agent until it is stopped.
     pub fn is_daemon(&self) -> bool {
         match &self.command {
             Command::Run(_) => true,
+            Command::CloudSim(_) => true,
             Command::Demo(args) => !args.no_run,
             _ => false,
         }
@@ -202,6 +261,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Scan {
             command: ScanCommand::Decode { data, config },
         } => scan_decode(&data, config.as_deref()),
+        Command::CloudSim(args) => cloud_sim(&args),
     }
 }
 
@@ -454,10 +514,19 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
     let _ = writeln!(out, "\nCloud connection");
     match &r.sync {
         None => {
-            let _ = writeln!(out, "  never connected (no [mqtt] section, or the sync has not run yet)");
+            let _ = writeln!(
+                out,
+                "  never connected (no [mqtt] section, or the sync has not run yet)"
+            );
         }
         Some(s) => {
-            let _ = writeln!(out, "  {} to {} since {} ago", s.state, s.broker, age(now_ms - s.since_ms));
+            let _ = writeln!(
+                out,
+                "  {} to {} since {} ago",
+                s.state,
+                s.broker,
+                age(now_ms - s.since_ms)
+            );
             if let Some(t) = s.offline_since_ms {
                 let _ = writeln!(out, "  offline since {} ago", age(now_ms - t));
             }
@@ -535,8 +604,9 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
 }
 
 fn demo(args: &DemoArgs) -> Result<ExitCode> {
-    // The demo is for a person at a terminal: show the agent's own log lines too.
-    logging::init(LogFormat::Text, "info")?;
+    // The demo is for a person at a terminal: show the agent's own log lines too,
+    // without the embedded broker's chatter about every client that comes and goes.
+    logging::init(LogFormat::Text, "info,rumqttd=off")?;
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -548,43 +618,115 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
             temp.clone()
         }
     };
-    let db = dir.join("store.db");
-    let snapshot = dir.join("sample-snapshot.jsonl");
-    let config_path = dir.join("config.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "# Written by `store-agent demo`. Uses the public demo hashing key: never use it in a store.\n\
-             [store]\ntenant_id = \"demo-tenant\"\nstore_id = \"store-001\"\ndevice_id = \"demo-counter\"\n\n\
-             [database]\npath = {:?}\n\n[loyalty]\nhash_key = \"{}\"\n",
-            db.display().to_string(),
-            sample::DEMO_HASH_KEY_HEX
-        ),
-    )?;
     println!("store-agent demo in {}", dir.display());
-    let _ = std::fs::remove_file(&db);
-    let _ = std::fs::remove_file(dir.join("store.db-wal"));
-    sample_data(&SampleDataArgs {
-        customers: args.customers,
-        products: args.products,
-        seed: 1,
-        out: snapshot.clone(),
-        config: Some(config_path.clone()),
-        reference_time_ms: None,
-    })?;
-    import(&snapshot, &config_path)?;
-    status(&config_path, false)?;
-    println!(
-        "\nWhat runs today: the local store (SQLite with the outbox). Not built yet: the screens,\n\
-         the device drivers and the cloud sync with the embedded broker; they come with their issues.\n\
-         Try: store-agent status --config {}",
-        config_path.display()
-    );
-    if args.no_run {
-        return Ok(ExitCode::SUCCESS);
+    // A fresh store and a fresh cloud every time: the agent loads its copy from the cloud.
+    for stale in [
+        "store.db",
+        "store.db-wal",
+        "store.db-shm",
+        "cloud/cloud.db",
+        "cloud/cloud.db-wal",
+    ] {
+        let _ = std::fs::remove_file(dir.join(stale));
     }
-    println!("\nRunning the agent on the demo store; Ctrl-C stops it.");
-    serve(load_config(&config_path)?)
+    let spec = SampleSpec::new(1, args.customers, args.products);
+    let summary = sample::write_snapshot(&spec, &demo_hasher(), std::io::sink())?;
+    println!("The sample store (the cloud's data), with cards and pickup codes to try:");
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("store-agent")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let stop = runtime::termination_signal()?;
+        let broker = crate::sync::broker::EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
+            .context("cannot start the embedded MQTT broker")?;
+        let mut cloud_config = crate::cloud_sim::CloudSimConfig::new(
+            "127.0.0.1",
+            broker.addr().port(),
+            spec.tenant_id.clone(),
+            spec.store_id.clone(),
+            &dir.join("cloud"),
+        );
+        cloud_config.base = crate::cloud_sim::BaseData::sample(spec.clone());
+        cloud_config.tick = (!args.no_run).then_some(std::time::Duration::from_secs(5));
+        let cloud = crate::cloud_sim::CloudSim::start(cloud_config)
+            .await
+            .context("cannot start the reference cloud")?;
+        println!(
+            "\nEmbedded MQTT broker on {}; reference cloud serving snapshots on http://{}",
+            broker.addr(),
+            cloud.http_addr()
+        );
+        let config_path = dir.join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "# Written by `store-agent demo`. Uses the public demo hashing key and a plaintext\n\
+                 # loopback broker: never use either in a store.\n\
+                 [store]\ntenant_id = {:?}\nstore_id = {:?}\ndevice_id = \"demo-counter\"\n\n\
+                 [database]\npath = {:?}\n\n[loyalty]\nhash_key = \"{}\"\n\n\
+                 [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nallow_plaintext = true\nboot_delay_max_ms = 0\n\
+                 backoff_cap_ms = 5000\nhealth_interval_s = 10\n",
+                spec.tenant_id,
+                spec.store_id,
+                dir.join("store.db").display().to_string(),
+                sample::DEMO_HASH_KEY_HEX,
+                broker.addr().port(),
+            ),
+        )?;
+        let config = load_config(&config_path)?;
+        let result = if args.no_run {
+            // Run until the agent holds the cloud's copy, then stop and show it.
+            let db = config.database.path.clone();
+            let loaded = async move {
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+                while tokio::time::Instant::now() < deadline && !synced(&db).await {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            };
+            let shutdown = async move {
+                tokio::select! {
+                    _ = loaded => {}
+                    _ = stop => {}
+                }
+            };
+            runtime::run(config, shutdown, || {}).await
+        } else {
+            println!(
+                "\nRunning the agent; Ctrl-C stops it. Try: store-agent status --config {}",
+                config_path.display()
+            );
+            runtime::run(config, stop, || {}).await
+        };
+        cloud.shutdown().await;
+        drop(broker);
+        result?;
+        if args.no_run {
+            status(&config_path, false)?;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True once the database holds a position for every cloud stream: the agent
+/// loaded its first snapshot.
+async fn synced(db: &Path) -> bool {
+    let db = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        store::open_read_only(&db)
+            .and_then(|c| {
+                Ok(c.query_row("SELECT count(*) FROM downlink_streams", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .is_ok_and(|n| n as usize == crate::events::DownlinkStream::ALL.len())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// A fresh directory under the system temp dir for the demo's files.
@@ -592,6 +734,79 @@ fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("store-agent-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// The configuration `cloud-sim` runs with.
+fn cloud_sim_config(args: &CloudSimArgs) -> Result<crate::cloud_sim::CloudSimConfig> {
+    let (host, port) = args
+        .broker
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>().ok()?,
+            ))
+        })
+        .filter(|(h, _)| !h.is_empty())
+        .with_context(|| format!("--broker {:?} is not HOST:PORT", args.broker))?;
+    let mut config = crate::cloud_sim::CloudSimConfig::new(
+        host,
+        port,
+        args.tenant.clone(),
+        args.store.clone(),
+        Path::new("."),
+    );
+    config.tls = match (&args.ca, &args.cert, &args.key) {
+        (Some(ca), Some(cert), Some(key)) => Some((ca.clone(), cert.clone(), key.clone())),
+        _ => None,
+    };
+    config.db_path = args.db.clone();
+    config.snapshot_dir = args.snapshot_dir.clone();
+    config.http_addr = args.http;
+    config.devices = (!args.devices.is_empty()).then(|| args.devices.clone());
+    config.tick = args
+        .tick_seconds
+        .filter(|s| *s > 0)
+        .map(std::time::Duration::from_secs);
+    config.base = match &args.base_snapshot {
+        Some(file) => crate::cloud_sim::BaseData::File(file.clone()),
+        None => crate::cloud_sim::BaseData::Sample {
+            spec: SampleSpec::new(args.seed, args.customers, args.products),
+            hash_key_hex: args
+                .hash_key
+                .clone()
+                .unwrap_or_else(|| sample::DEMO_HASH_KEY_HEX.to_string()),
+        },
+    };
+    Ok(config)
+}
+
+fn cloud_sim(args: &CloudSimArgs) -> Result<ExitCode> {
+    logging::init(LogFormat::Text, "info")?;
+    let config = cloud_sim_config(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cloud-sim")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let stop = runtime::termination_signal()?;
+        let cloud = crate::cloud_sim::CloudSim::start(config)
+            .await
+            .context("cannot start the reference cloud")?;
+        // One line for people and scripts: where the agent's manifest URL points.
+        println!(
+            "cloud-sim HTTP on http://{} (manifest: {})",
+            cloud.http_addr(),
+            cloud.manifest_url()
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        stop.await;
+        cloud.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -157,7 +157,9 @@ pub struct StoreConfig {
     /// The store, unique within the tenant. Required; same characters as `tenant_id`.
     pub store_id: String,
     /// This device (POS terminal, counter PC or kiosk), unique within the store. Required; same
-    /// characters as `tenant_id`. Also the default MQTT client id.
+    /// characters as `tenant_id`. Also the default MQTT client id, which must be unique on the
+    /// broker and equal the CN of the device certificate (set `mqtt.client_id`, e.g.
+    /// `"acme.s0001.pos01"`, when device ids repeat across stores).
     pub device_id: String,
     /// The store's currency, an ISO 4217 code of three uppercase letters. Default `"EUR"`.
     #[serde(default = "default_currency")]

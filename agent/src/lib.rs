@@ -7,6 +7,7 @@
 //! command line ([`cli`]). See ARCHITECTURE.md for the map and the invariants.
 
 pub mod cli;
+pub mod cloud_sim;
 pub mod config;
 pub mod devices;
 pub mod displays;

@@ -81,17 +81,35 @@ pub(super) fn dead_letter(
     Ok(())
 }
 
-/// Applies `batch` (received on `topic`) to the store. See the module invariants.
-pub(super) fn apply_batch(
+/// One received downlink message: its topic, stream and envelope.
+pub type Received = (String, DownlinkStream, DownlinkBatch);
+
+/// Applies received batches, in order, in one transaction (group commit: one
+/// durable commit for every message that was waiting). See the module invariants;
+/// each batch gets its own outcome.
+pub(super) fn apply_batches(
     conn: &mut Connection,
+    batches: &[Received],
+    now_ms: i64,
+) -> Result<Vec<BatchOutcome>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = batches
+        .iter()
+        .map(|(topic, stream, batch)| apply_in(&tx, topic, *stream, batch, now_ms))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn apply_in(
+    tx: &Transaction<'_>,
     topic: &str,
     stream: DownlinkStream,
     batch: &DownlinkBatch,
     now_ms: i64,
 ) -> Result<BatchOutcome, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcome = BatchOutcome::default();
-    let Some(mut pos) = position(&tx, stream)? else {
+    let Some(mut pos) = position(tx, stream)? else {
         outcome.needs_snapshot = Some(format!("stream {stream} has no local position yet"));
         return Ok(outcome);
     };
@@ -117,14 +135,14 @@ pub(super) fn apply_batch(
         }
         // A savepoint per item: a bad entity rolls back only its own writes.
         tx.execute_batch("SAVEPOINT downlink_item")?;
-        match apply_item(&tx, stream, item, now_ms) {
+        match apply_item(tx, stream, item, now_ms) {
             Ok(()) => tx.execute_batch("RELEASE downlink_item")?,
             Err(e @ (StoreError::Invalid { .. } | StoreError::NotFound { .. })) => {
                 tx.execute_batch("ROLLBACK TO downlink_item; RELEASE downlink_item")?;
                 let error = format!("{topic}, seq {}: {e}", item.seq);
                 tracing::warn!(%topic, seq = item.seq, error = %e, "Downlink item does not fit; kept in dead letters.");
                 let body = serde_json::to_vec(item).unwrap_or_default();
-                dead_letter(&tx, topic, &body, &error, now_ms)?;
+                dead_letter(tx, topic, &body, &error, now_ms)?;
                 outcome.dead_lettered += 1;
             }
             Err(e) => return Err(e),
@@ -136,7 +154,6 @@ pub(super) fn apply_batch(
         tx.prepare_cached("UPDATE downlink_streams SET last_seq = ?2, updated_at_ms = ?3 WHERE stream = ?1")?
             .execute(params![stream.as_str(), pos.last_seq, now_ms])?;
     }
-    tx.commit()?;
     outcome.position = Some(pos);
     Ok(outcome)
 }

@@ -331,8 +331,20 @@ impl Store {
         stream: crate::events::DownlinkStream,
         batch: crate::sync::protocol::DownlinkBatch,
     ) -> Result<downlink::BatchOutcome, StoreError> {
+        let mut outcomes = self.apply_downlink_group(vec![(topic, stream, batch)]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Internal("no outcome for a downlink batch".into()))
+    }
+
+    /// Applies several received batches in one transaction, in order: one durable
+    /// commit for everything that was waiting. One outcome per batch.
+    pub async fn apply_downlink_group(
+        &self,
+        batches: Vec<downlink::Received>,
+    ) -> Result<Vec<downlink::BatchOutcome>, StoreError> {
         self.writer
-            .call(move |conn| downlink::apply_batch(conn, &topic, stream, &batch, crate::events::now_ms()))
+            .call(move |conn| downlink::apply_batches(conn, &batches, crate::events::now_ms()))
             .await
     }
 

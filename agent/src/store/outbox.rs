@@ -10,6 +10,11 @@ use crate::events::{Captured, UplinkStream};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+/// The largest event payload the outbox takes. An uplink message carries at least
+/// one event and must stay under the protocol's envelope limit; an event too big to
+/// ever be sent would block its stream forever, so it is refused when captured.
+pub const MAX_EVENT_BYTES: usize = 100 * 1024;
+
 /// Appends `captured` to `stream` and returns its sequence number.
 ///
 /// Sequence numbers come from a per-stream counter, not from `max(seq)`: rows
@@ -24,6 +29,15 @@ pub(super) fn enqueue<T: Serialize>(
 ) -> Result<i64, StoreError> {
     let payload = serde_json::to_string(&captured.event)
         .map_err(|e| StoreError::Internal(format!("cannot encode {kind} event: {e}")))?;
+    if payload.len() > MAX_EVENT_BYTES {
+        return Err(StoreError::invalid(
+            kind,
+            format!(
+                "the event is {} bytes, more than the {MAX_EVENT_BYTES} one event may have on its way to the cloud",
+                payload.len()
+            ),
+        ));
+    }
     let seq: i64 = tx
         .prepare_cached(
             "INSERT INTO outbox_streams (stream, last_seq) VALUES (?1, 1)

@@ -17,9 +17,8 @@
 use super::connection::ConnectionEvent;
 use super::fetch;
 use super::protocol::{
-    Ack, CommandBody, DeviceDownlink, DeviceUplink, DownlinkBatch, Health, MAX_MESSAGE_BYTES,
-    MAX_PAYLOAD_BYTES, Reply, Request, RequestBody, SnapshotManifest, Topic, Topics, UplinkBatch,
-    UplinkEvent, VERSION,
+    Ack, CommandBody, DeviceDownlink, DeviceUplink, DownlinkBatch, Health, MAX_PAYLOAD_BYTES, Reply, Request,
+    RequestBody, SnapshotManifest, Topic, Topics, UplinkBatch, UplinkEvent, VERSION,
 };
 use crate::config::MqttConfig;
 use crate::events::{DownlinkStream, UplinkStream, now_ms};
@@ -36,6 +35,9 @@ use tokio::sync::{mpsc, watch};
 
 /// The most events in one uplink message.
 pub const MAX_BATCH_EVENTS: usize = 500;
+
+/// The most store-stream messages applied in one transaction.
+const GROUP_MAX: usize = 512;
 
 /// How often the pump looks at an outbox that was empty last time.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -80,9 +82,11 @@ struct Pending {
 struct DownlinkState {
     /// The range or snapshot request in flight for this stream.
     pending: Option<Pending>,
-    /// Highest seq seen in any message, applied or not: what a range fetch after a
-    /// snapshot must reach.
+    /// Highest seq seen in any message of `seen_epoch`, applied or not: what a
+    /// range fetch after a gap or a snapshot must reach.
     highest_seen: i64,
+    /// The epoch `highest_seen` counts in; a message of another epoch starts over.
+    seen_epoch: String,
     /// A snapshot of this stream is downloading or loading: its messages wait.
     loading: bool,
 }
@@ -109,6 +113,9 @@ pub struct Engine {
     sync_state: SyncState,
     done_tx: mpsc::Sender<SnapshotDone>,
     done_rx: mpsc::Receiver<SnapshotDone>,
+    /// Store-stream messages received and not yet applied: they are applied
+    /// together, in order, before anything else is handled.
+    group: Vec<crate::store::downlink::Received>,
 }
 
 impl Engine {
@@ -143,6 +150,7 @@ impl Engine {
             opts,
             done_tx,
             done_rx,
+            group: Vec::new(),
         })
     }
 
@@ -160,7 +168,18 @@ impl Engine {
                 biased;
                 _ = stop.changed() => break,
                 event = events.recv() => match event {
-                    Some(e) => self.on_connection_event(e).await,
+                    Some(e) => {
+                        // Take whatever else is waiting too: store-stream messages among
+                        // them are applied with one commit (see `flush_group`).
+                        self.on_connection_event(e).await;
+                        let mut taken = 1;
+                        while taken < GROUP_MAX {
+                            let Ok(e) = events.try_recv() else { break };
+                            self.on_connection_event(e).await;
+                            taken += 1;
+                        }
+                        self.flush_group().await;
+                    }
                     None => break,
                 },
                 Some(done) = self.done_rx.recv() => self.on_snapshot_done(done).await,
@@ -205,6 +224,9 @@ impl Engine {
     }
 
     async fn on_connection_event(&mut self, event: ConnectionEvent) {
+        if !matches!(event, ConnectionEvent::Message { .. }) {
+            self.flush_group().await;
+        }
         match event {
             ConnectionEvent::Connected { .. } => {
                 self.connected = true;
@@ -335,14 +357,20 @@ impl Engine {
     }
 
     async fn on_message(&mut self, topic: String, payload: Vec<u8>) {
-        if payload.len() > MAX_MESSAGE_BYTES {
+        // Senders keep envelopes under MAX_PAYLOAD_BYTES (docs/protocol.md); a larger
+        // one is a protocol violation even where the broker let it through.
+        if payload.len() > MAX_PAYLOAD_BYTES {
             let error = format!(
-                "{} bytes, more than the protocol's limit of {MAX_MESSAGE_BYTES}",
+                "{} bytes, more than the protocol's envelope limit of {MAX_PAYLOAD_BYTES}",
                 payload.len()
             );
             return self.dead_letter(&topic, &payload, error).await;
         }
-        match Topic::parse(&topic) {
+        let topic_kind = Topic::parse(&topic);
+        if !matches!(topic_kind, Some(Topic::Store { .. })) {
+            self.flush_group().await;
+        }
+        match topic_kind {
             Some(Topic::Store { stream, .. }) => {
                 let Some(stream) = DownlinkStream::parse(&stream) else {
                     let error = format!("unknown downlink stream {stream:?}");
@@ -392,20 +420,65 @@ impl Engine {
         }
     }
 
-    async fn on_batch(&mut self, topic: String, stream: DownlinkStream, batch: DownlinkBatch) {
+    /// Remembers the highest seq seen; false when the stream is being reloaded
+    /// from a snapshot (its messages wait; a range fetch after the load gets them).
+    fn note_seen(&mut self, stream: DownlinkStream, batch: &DownlinkBatch) -> bool {
         let highest = batch.items.iter().map(|i| i.seq).max().unwrap_or(0);
         let st = self.state(stream);
+        if st.seen_epoch != batch.epoch {
+            st.seen_epoch = batch.epoch.clone();
+            st.highest_seen = 0;
+        }
         st.highest_seen = st.highest_seen.max(highest);
-        if st.loading {
+        !st.loading
+    }
+
+    /// Applies the waiting store-stream messages in one transaction.
+    async fn flush_group(&mut self) {
+        if self.group.is_empty() {
             return;
         }
-        let outcome = match self.store.apply_downlink(topic.clone(), stream, batch).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(%topic, error = %e, "Cannot apply a downlink batch.");
-                return;
+        let group = std::mem::take(&mut self.group);
+        let streams: Vec<DownlinkStream> = group.iter().map(|(_, s, _)| *s).collect();
+        match self.store.apply_downlink_group(group).await {
+            Ok(outcomes) => {
+                // Judge each stream by where the whole group left it: an earlier
+                // message's gap may be filled by a later one of the same group.
+                let mut last: Vec<(DownlinkStream, crate::store::downlink::BatchOutcome)> = Vec::new();
+                for (stream, outcome) in streams.into_iter().zip(outcomes) {
+                    match last.iter_mut().find(|(s, _)| *s == stream) {
+                        Some((_, merged)) => {
+                            let needs_snapshot =
+                                merged.needs_snapshot.take().or(outcome.needs_snapshot.clone());
+                            *merged = outcome;
+                            merged.needs_snapshot = needs_snapshot.or(merged.needs_snapshot.take());
+                        }
+                        None => last.push((stream, outcome)),
+                    }
+                }
+                for (stream, outcome) in last {
+                    self.after_apply(stream, outcome);
+                }
             }
-        };
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot apply downlink messages; the next one repairs the gap.")
+            }
+        }
+    }
+
+    /// A range reply: applied at once, on its own.
+    async fn on_batch(&mut self, topic: String, stream: DownlinkStream, batch: DownlinkBatch) {
+        if !self.note_seen(stream, &batch) {
+            return;
+        }
+        match self.store.apply_downlink(topic.clone(), stream, batch).await {
+            Ok(outcome) => self.after_apply(stream, outcome),
+            Err(e) => tracing::error!(%topic, error = %e, "Cannot apply a downlink batch."),
+        }
+    }
+
+    /// Asks for what the outcome says is missing: a snapshot, or a range.
+    fn after_apply(&mut self, stream: DownlinkStream, outcome: crate::store::downlink::BatchOutcome) {
         if let Some(reason) = outcome.needs_snapshot {
             if self.state(stream).pending.is_none() {
                 tracing::info!(%stream, %reason, "Reloading the stream from a snapshot.");
@@ -430,7 +503,11 @@ impl Engine {
         {
             st.pending = None;
         }
-        if let Some((from, to)) = outcome.gap
+        // Messages that arrived beyond the gap while its range was being fetched
+        // were not applied: fetch them too once the range is in.
+        let seen = self.state(stream).highest_seen;
+        let gap = outcome.gap.or((seen > last).then_some((last + 1, seen)));
+        if let Some((from, to)) = gap
             && self.state(stream).pending.is_none()
         {
             tracing::info!(%stream, from, to, "Downlink gap: fetching the missing range.");
@@ -547,7 +624,12 @@ impl Engine {
                     let Some(pos) = manifest.streams.get(stream.as_str()) else {
                         continue;
                     };
-                    let seen = self.state(stream).highest_seen;
+                    let st = self.state(stream);
+                    let seen = if st.seen_epoch == pos.epoch {
+                        st.highest_seen
+                    } else {
+                        0
+                    };
                     if seen > pos.seq {
                         self.request(
                             stream,
@@ -713,8 +795,8 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
 }
 
 /// Packs outbox rows into uplink batches of at most [`MAX_BATCH_EVENTS`] events
-/// and [`MAX_PAYLOAD_BYTES`] bytes. A single event larger than the limit still
-/// travels alone (the store caps what it records far below that).
+/// and [`MAX_PAYLOAD_BYTES`] bytes. An event always fits: the outbox refuses
+/// payloads over `outbox::MAX_EVENT_BYTES` when they are captured.
 pub fn pack(device_id: &str, stream: UplinkStream, rows: Vec<OutboxRow>) -> Vec<UplinkBatch> {
     let mut batches = Vec::new();
     let mut events = Vec::new();

@@ -427,7 +427,7 @@ pub struct ErasureRequest {
 }
 
 /// Whether a device is connected: retained on the presence topic, and the Last
-/// Will (`online: false`) the broker publishes when the device vanishes.
+/// Will (`state: "offline"`) the broker publishes when the device vanishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Presence {

@@ -1,0 +1,629 @@
+//! The cloud sync end to end: the real agent binary, a real Mosquitto with TLS
+//! client certificates and the %u ACL, and the reference cloud (in this process).
+//!
+//! What a broken implementation gets wrong here: events lost or doubled across a
+//! broker outage or a kill -9, a downlink gap left unrepaired, a bad cloud message
+//! that stops the stream or the agent.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use store_agent::cloud_sim::{CloudSim, CloudSimConfig};
+use store_agent::events::{DownlinkStream, UplinkStream};
+use store_agent::sync::broker::EmbeddedBroker;
+use store_agent::sync::protocol::{Op, Topics};
+use store_agent_e2e::mqtt::{AclDevice, Mosquitto, MqttClient, Pki, mosquitto_or_skip};
+use store_agent_e2e::{DEVICE_ID, RunningAgent, STORE_ID, TENANT_ID, TestDir, path_str, toml_string};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A POSLog file of one cash sale, numbered `seq` on register POS-7.
+fn poslog(seq: u32) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6">
+  <Transaction>
+    <BusinessUnit><UnitID TypeCode="RetailStore">{STORE_ID}</UnitID></BusinessUnit>
+    <WorkstationID>POS-7</WorkstationID>
+    <SequenceNumber>{seq}</SequenceNumber>
+    <BusinessDayDate>2026-11-23</BusinessDayDate>
+    <OperatorID>A001</OperatorID>
+    <CurrencyCode>EUR</CurrencyCode>
+    <RetailTransaction>
+      <LineItem>
+        <SequenceNumber>1</SequenceNumber>
+        <Sale>
+          <POSIdentity><POSItemID>4006381333931</POSItemID></POSIdentity>
+          <Description>Pen</Description>
+          <ExtendedAmount>2.50</ExtendedAmount>
+          <Quantity>1</Quantity>
+        </Sale>
+      </LineItem>
+      <LineItem>
+        <SequenceNumber>2</SequenceNumber>
+        <Tender TenderType="Cash"><Amount>2.50</Amount></Tender>
+      </LineItem>
+      <Total TotalType="TransactionGrandAmount">2.50</Total>
+    </RetailTransaction>
+  </Transaction>
+</POSLog>
+"#
+    )
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes.
+fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A broker, the cloud and an agent configuration wired together.
+struct Rig {
+    dir: TestDir,
+    rt: tokio::runtime::Runtime,
+    pki: Pki,
+    broker: Broker,
+    cloud: CloudSim,
+    config: String,
+    spool: PathBuf,
+}
+
+/// The two broker implementations the agent is tested against.
+enum Broker {
+    /// Mosquitto with TLS client certificates and the ACL.
+    Mosquitto(Mosquitto),
+    /// The demo's embedded rumqttd, plaintext on loopback.
+    Embedded(EmbeddedBroker),
+}
+
+impl Rig {
+    /// With Mosquitto (TLS, client certificates, ACL); `None` (after printing why)
+    /// when Mosquitto is not installed outside CI.
+    fn start(test: &str, extra_mqtt: &str) -> Option<Rig> {
+        if !mosquitto_or_skip(test) {
+            return None;
+        }
+        let dir = TestDir::new();
+        let pki = Pki::generate(&dir.join(""));
+        let broker_dir = dir.join("broker");
+        std::fs::create_dir_all(&broker_dir).unwrap();
+        let broker = Mosquitto::start(
+            &broker_dir,
+            &pki,
+            &[AclDevice::new(DEVICE_ID, TENANT_ID, STORE_ID)],
+        );
+        let cloud_files = pki.client("cloud");
+        let device = pki.client(DEVICE_ID);
+        let tls = format!(
+            "ca_file = {}\ncert_file = {}\nkey_file = {}\n",
+            toml_string(&path_str(pki.ca_file())),
+            toml_string(&path_str(&device.cert)),
+            toml_string(&path_str(&device.key)),
+        );
+        let cloud_tls = Some((
+            pki.ca_file().to_owned(),
+            cloud_files.cert.clone(),
+            cloud_files.key.clone(),
+        ));
+        Some(Rig::assemble(
+            dir,
+            pki,
+            Broker::Mosquitto(broker),
+            cloud_tls,
+            &(tls + extra_mqtt),
+        ))
+    }
+
+    /// With the embedded rumqttd broker, plaintext on loopback.
+    fn start_embedded() -> Rig {
+        let dir = TestDir::new();
+        let pki = Pki::generate(&dir.join(""));
+        let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).expect("rumqttd starts");
+        Rig::assemble(
+            dir,
+            pki,
+            Broker::Embedded(broker),
+            None,
+            "allow_plaintext = true\n",
+        )
+    }
+
+    fn assemble(
+        dir: TestDir,
+        pki: Pki,
+        broker: Broker,
+        cloud_tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        extra_mqtt: &str,
+    ) -> Rig {
+        let port = match &broker {
+            Broker::Mosquitto(m) => m.port(),
+            Broker::Embedded(e) => e.addr().port(),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cloud_dir = dir.join("cloud");
+        std::fs::create_dir_all(&cloud_dir).unwrap();
+        let mut cfg = CloudSimConfig::new("127.0.0.1", port, TENANT_ID, STORE_ID, &cloud_dir);
+        cfg.tls = cloud_tls;
+        let cloud = rt.block_on(CloudSim::start(cfg)).expect("the cloud starts");
+        assert!(rt.block_on(cloud.wait_ready(READY_TIMEOUT)), "the cloud connects");
+
+        let spool = dir.join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let config = dir.write_config();
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n\
+             boot_delay_max_ms = 0\nbackoff_base_ms = 100\nbackoff_cap_ms = 1000\n\
+             ack_timeout_ms = 3000\nrequest_timeout_ms = 3000\nhealth_interval_s = 1\n{extra_mqtt}\
+             \n[spool]\npath = {}\nrescan_ms = 200\n",
+            toml_string(&path_str(&spool)),
+        ));
+        std::fs::write(&config, text).unwrap();
+        Rig {
+            dir,
+            rt,
+            pki,
+            broker,
+            cloud,
+            config,
+            spool,
+        }
+    }
+
+    fn mosquitto(&mut self) -> &mut Mosquitto {
+        match &mut self.broker {
+            Broker::Mosquitto(m) => m,
+            Broker::Embedded(_) => panic!("this test needs Mosquitto"),
+        }
+    }
+
+    fn spawn_agent(&self) -> RunningAgent {
+        let mut agent = self.dir.spawn(["run", "--config", &self.config]);
+        assert!(
+            agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
+            "{}",
+            agent.stderr_so_far()
+        );
+        agent
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.dir.status_json(&self.config)
+    }
+
+    /// The agent holds a position for every downlink stream (its snapshot loaded).
+    fn wait_bootstrapped(&self, agent: &RunningAgent) {
+        let loaded = wait_for(SYNC_TIMEOUT, || {
+            let s = self.status();
+            s["downlink"]
+                .as_array()
+                .is_some_and(|d| d.len() == DownlinkStream::ALL.len())
+                && s["sync"]["state"] == "online"
+        });
+        assert!(
+            loaded,
+            "no snapshot loaded: {}\n{}",
+            self.status(),
+            agent.stderr_so_far()
+        );
+    }
+
+    fn outbox_depth(&self, stream: &str) -> i64 {
+        self.status()["outbox"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|s| s["stream"] == stream)
+                    .map(|s| s["depth"].as_i64().unwrap())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Drops `count` POSLog files numbered from `first` into the spool folder.
+    fn drop_transactions(&self, first: u32, count: u32) {
+        for seq in first..first + count {
+            let tmp = self.spool.join(format!("tx-{seq}.xml.tmp"));
+            std::fs::write(&tmp, poslog(seq)).unwrap();
+            std::fs::rename(&tmp, self.spool.join(format!("tx-{seq}.xml"))).unwrap();
+        }
+    }
+
+    fn received(&self) -> Vec<store_agent::cloud_sim::ReceivedEvent> {
+        self.rt
+            .block_on(
+                self.cloud
+                    .received_events(DEVICE_ID, UplinkStream::PosTransactions),
+            )
+            .unwrap()
+    }
+
+    fn stop_agent(&self, agent: RunningAgent) {
+        agent.signal(libc::SIGTERM);
+        let output = agent.finish(STOP_TIMEOUT);
+        assert_eq!(output.code(), Some(0), "{output}");
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.rt.block_on(self.cloud.shutdown());
+    }
+}
+
+/// Every transaction 1..=n reached the cloud once, each under one key and one seq.
+fn assert_exactly_once(received: &[store_agent::cloud_sim::ReceivedEvent], n: usize) {
+    let mut seqs: Vec<i64> = received.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>(), "each seq once");
+    let mut keys: Vec<&str> = received.iter().map(|e| e.idempotency_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each event under its own key");
+    let mut pos_numbers: Vec<i64> = received
+        .iter()
+        .map(|e| {
+            e.payload["sequence_number"]
+                .as_i64()
+                .expect("a POS sequence number")
+        })
+        .collect();
+    pos_numbers.sort_unstable();
+    assert_eq!(
+        pos_numbers,
+        (1..=n as i64).collect::<Vec<_>>(),
+        "each POS transaction once"
+    );
+}
+
+#[test]
+fn transactions_recorded_while_the_broker_is_down_reach_the_cloud_exactly_once() {
+    let Some(mut rig) = Rig::start("transactions_recorded_while_the_broker_is_down", "") else {
+        return;
+    };
+    let agent = rig.spawn_agent();
+    rig.wait_bootstrapped(&agent);
+
+    rig.mosquitto().stop();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || rig.status()["sync"]["state"] == "offline"),
+        "the agent notices the outage: {}",
+        rig.status()
+    );
+    rig.drop_transactions(1, 1000);
+    assert!(
+        wait_for(SYNC_TIMEOUT, || rig.outbox_depth("pos_transactions") == 1000),
+        "1000 transactions wait in the outbox: {}",
+        rig.status()
+    );
+    let offline = rig.status();
+    assert!(offline["sync"]["offline_since_ms"].is_i64(), "{offline}");
+
+    rig.mosquitto().start_again();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || rig.outbox_depth("pos_transactions") == 0),
+        "the backlog drains: {}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    assert_exactly_once(&rig.received(), 1000);
+    let status = rig.status();
+    assert_eq!(status["sync"]["state"], "online", "{status}");
+    assert!(status["sync"]["offline_since_ms"].is_null(), "{status}");
+    rig.stop_agent(agent);
+}
+
+#[test]
+fn killing_the_agent_mid_drain_loses_nothing_and_duplicates_are_redeliveries() {
+    // A slow drain so the kill lands in the middle of it.
+    let Some(mut rig) = Rig::start("killing_the_agent_mid_drain", "drain_events_per_s = 200\n") else {
+        return;
+    };
+    let agent = rig.spawn_agent();
+    rig.wait_bootstrapped(&agent);
+    rig.mosquitto().stop();
+    rig.drop_transactions(1, 600);
+    assert!(wait_for(SYNC_TIMEOUT, || rig.outbox_depth("pos_transactions") == 600));
+    rig.mosquitto().start_again();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || rig.received().len() >= 100),
+        "the drain starts: {}",
+        agent.stderr_so_far()
+    );
+    let agent = agent;
+    agent.signal(libc::SIGKILL);
+    let _ = agent.finish(STOP_TIMEOUT);
+    let before_restart = rig.received().len();
+    assert!(
+        before_restart < 600,
+        "the kill came mid-drain ({before_restart} delivered)"
+    );
+
+    let agent = rig.spawn_agent();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || rig.outbox_depth("pos_transactions") == 0),
+        "the rest drains after the restart: {}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    // The cloud stored each event once; whatever came twice came with the same key
+    // (the cloud's unique key and unique seq would have refused anything else).
+    assert_exactly_once(&rig.received(), 600);
+    rig.stop_agent(agent);
+}
+
+/// The agent's on-hand count for `gtin` (14 digits), read from its database file
+/// (read-only, beside the running agent: SQLite's WAL allows it).
+fn local_on_hand(rig: &Rig, gtin14: &str) -> Option<i64> {
+    let db = store_agent::store::open_read_only(&rig.dir.database()).ok()?;
+    db.query_row("SELECT on_hand FROM stock WHERE gtin = ?1", [gtin14], |r| {
+        r.get(0)
+    })
+    .ok()
+}
+
+/// A GTIN-8/12/13 as its 14 digits (left-padded with zeros, as GS1 defines it).
+fn gtin14(gtin: &str) -> String {
+    format!("{gtin:0>14}")
+}
+
+fn stock_entity(gtin: &str, on_hand: i64) -> serde_json::Value {
+    serde_json::json!({"gtin": gtin, "on_hand": on_hand, "reserved_bopis": 0, "aisle": "7", "updated_at_ms": 1})
+}
+
+#[test]
+fn a_downlink_gap_is_recovered_by_range_fetch_then_by_snapshot() {
+    let Some(rig) = Rig::start("a_downlink_gap_is_recovered", "") else {
+        return;
+    };
+    let agent = rig.spawn_agent();
+    rig.wait_bootstrapped(&agent);
+    let gtin = store_agent::sample::product_gtin(1, 3);
+    let g14 = gtin14(&gtin);
+
+    // Two messages never published: the third shows the gap, the range fills it.
+    rig.cloud.drop_next_downlink(2);
+    for on_hand in [11, 12, 13] {
+        rig.rt
+            .block_on(
+                rig.cloud
+                    .publish(DownlinkStream::Stock, Op::Upsert, stock_entity(&gtin, on_hand)),
+            )
+            .unwrap();
+    }
+    let other = store_agent::sample::product_gtin(1, 4);
+    rig.rt
+        .block_on(
+            rig.cloud
+                .publish(DownlinkStream::Stock, Op::Upsert, stock_entity(&other, 99)),
+        )
+        .unwrap();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || local_on_hand(&rig, &gtin14(&other)) == Some(99)),
+        "the stream caught up after the gap: {}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    assert_eq!(local_on_hand(&rig, &g14), Some(13));
+    assert!(
+        agent.stderr_so_far().contains("fetching the missing range"),
+        "{}",
+        agent.stderr_so_far()
+    );
+
+    // Now the cloud no longer holds the range: the agent reloads the stream from a snapshot.
+    rig.cloud.drop_next_downlink(2);
+    for on_hand in [21, 22] {
+        rig.rt
+            .block_on(
+                rig.cloud
+                    .publish(DownlinkStream::Stock, Op::Upsert, stock_entity(&gtin, on_hand)),
+            )
+            .unwrap();
+    }
+    let seq = rig
+        .rt
+        .block_on(rig.cloud.current_seq(DownlinkStream::Stock))
+        .unwrap();
+    rig.rt
+        .block_on(rig.cloud.trim_log(DownlinkStream::Stock, seq))
+        .unwrap();
+    rig.rt
+        .block_on(
+            rig.cloud
+                .publish(DownlinkStream::Stock, Op::Upsert, stock_entity(&other, 5)),
+        )
+        .unwrap();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || local_on_hand(&rig, &g14) == Some(22)
+            && local_on_hand(&rig, &gtin14(&other)) == Some(5)),
+        "the snapshot and the delta after it applied: {}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    assert!(
+        agent.stderr_so_far().contains("reloading from a snapshot"),
+        "{}",
+        agent.stderr_so_far()
+    );
+    // The agent's whole stock stream equals the cloud's.
+    let cloud_stock = rig
+        .rt
+        .block_on(rig.cloud.entities(DownlinkStream::Stock))
+        .unwrap();
+    let db = store_agent::store::open_read_only(&rig.dir.database()).unwrap();
+    for entity in &cloud_stock {
+        let g = gtin14(entity["gtin"].as_str().unwrap());
+        let local: i64 = db
+            .query_row("SELECT on_hand FROM stock WHERE gtin = ?1", [&g], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{g} missing locally: {e}"));
+        assert_eq!(Some(local), entity["on_hand"].as_i64(), "{g}");
+    }
+    let local_count: i64 = db
+        .query_row("SELECT count(*) FROM stock", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(local_count as usize, cloud_stock.len());
+    rig.stop_agent(agent);
+}
+
+#[test]
+fn malformed_downlink_goes_to_dead_letters_and_good_messages_still_apply() {
+    let Some(rig) = Rig::start("malformed_downlink_goes_to_dead_letters", "") else {
+        return;
+    };
+    let agent = rig.spawn_agent();
+    rig.wait_bootstrapped(&agent);
+    let topics = Topics::for_parts(TENANT_ID, STORE_ID, DEVICE_ID);
+    let products = topics.store_stream(DownlinkStream::Products);
+    let unknown = products.replace("/products", "/coupons");
+    let bad: Vec<(String, Vec<u8>)> = vec![
+        (products.clone(), b"{not json".to_vec()),
+        (
+            products.clone(),
+            br#"{"v":1,"stream":"products","epoch":"e1","items":"many"}"#.to_vec(),
+        ),
+        (products.clone(), vec![b' '; 126 * 1024]),
+        (
+            unknown,
+            br#"{"v":1,"stream":"coupons","epoch":"e1","items":[]}"#.to_vec(),
+        ),
+    ];
+    rig.rt.block_on(async {
+        let Broker::Mosquitto(broker) = &rig.broker else {
+            unreachable!()
+        };
+        let mut raw = MqttClient::connect_ok(broker.client_options(&rig.pki, "cloud")).await;
+        for (topic, payload) in bad {
+            raw.publish(&topic, payload).await;
+        }
+        raw.disconnect().await;
+    });
+    let gtin = store_agent::sample::product_gtin(1, 5);
+    let mut product = rig
+        .rt
+        .block_on(rig.cloud.entity(DownlinkStream::Products, &gtin))
+        .unwrap()
+        .expect("a sample product");
+    product["price_minor"] = serde_json::json!(4242);
+    rig.rt
+        .block_on(rig.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
+        .unwrap();
+    let g14 = gtin14(&gtin);
+    assert!(
+        wait_for(SYNC_TIMEOUT, || {
+            store_agent::store::open_read_only(&rig.dir.database())
+                .ok()
+                .and_then(|c| {
+                    c.query_row("SELECT price_minor FROM products WHERE gtin = ?1", [&g14], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .ok()
+                })
+                == Some(4242)
+        }),
+        "the good message after the bad ones applied: {}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    let status = rig.status();
+    assert_eq!(status["counts"]["dead_letters"], 4, "{status}");
+    // Still running, still online.
+    assert_eq!(status["sync"]["state"], "online", "{status}");
+    rig.stop_agent(agent);
+}
+
+#[test]
+fn the_same_loop_runs_on_the_embedded_rumqttd_broker() {
+    let rig = Rig::start_embedded();
+    let agent = rig.spawn_agent();
+    rig.wait_bootstrapped(&agent);
+
+    // Uplink: transactions reach the cloud once and leave the outbox on its ack.
+    rig.drop_transactions(1, 50);
+    assert!(
+        wait_for(SYNC_TIMEOUT, || rig.received().len() == 50
+            && rig.outbox_depth("pos_transactions") == 0),
+        "{}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    assert_exactly_once(&rig.received(), 50);
+
+    // Downlink: a price change applies.
+    let gtin = store_agent::sample::product_gtin(1, 7);
+    let mut product = rig
+        .rt
+        .block_on(rig.cloud.entity(DownlinkStream::Products, &gtin))
+        .unwrap()
+        .expect("a sample product");
+    product["price_minor"] = serde_json::json!(777);
+    rig.rt
+        .block_on(rig.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
+        .unwrap();
+    let price = || {
+        store_agent::store::open_read_only(&rig.dir.database())
+            .ok()
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT price_minor FROM products WHERE gtin = ?1",
+                    [gtin14(&gtin)],
+                    |r| r.get::<_, i64>(0),
+                )
+                .ok()
+            })
+    };
+    assert!(
+        wait_for(SYNC_TIMEOUT, || price() == Some(777)),
+        "{}",
+        agent.stderr_so_far()
+    );
+
+    // Erasure: the customer is gone here, and the confirmation reaches the cloud.
+    let customer = store_agent::sample::customer_id(0);
+    rig.rt
+        .block_on(rig.cloud.publish(
+            DownlinkStream::Erasure,
+            Op::Upsert,
+            serde_json::json!({"request_id": "gdpr-1", "customer_id": customer}),
+        ))
+        .unwrap();
+    let confirmed = || {
+        rig.rt
+            .block_on(rig.cloud.received_events(DEVICE_ID, UplinkStream::Erasures))
+            .unwrap()
+            .iter()
+            .any(|e| e.payload["request_id"] == "gdpr-1")
+    };
+    assert!(
+        wait_for(SYNC_TIMEOUT, confirmed),
+        "{}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    let db = store_agent::store::open_read_only(&rig.dir.database()).unwrap();
+    for table in ["customers", "loyalty_cards", "wishlist_items", "carts", "orders"] {
+        let n: i64 = db
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE customer_id = ?1"),
+                [&customer],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{table} still holds the erased customer");
+    }
+    let presence = rig.rt.block_on(rig.cloud.presence(DEVICE_ID)).unwrap();
+    assert_eq!(presence.map(|p| p.state).as_deref(), Some("online"));
+    rig.stop_agent(agent);
+}
