@@ -403,8 +403,15 @@ async fn handle(
                 Role::Journal => return,
             };
             log_event(&agent_event);
+            let telemetry = scan_event(&agent_event);
             // No subscriber (no screen open) is fine: the event is just not shown.
             let _ = out.send(agent_event);
+            // After the screens got it: the commit must not delay what the associate sees.
+            if let Some(e) = telemetry
+                && let Err(err) = store.record_scan_event(Captured::now(e)).await
+            {
+                tracing::warn!(error = %err, "Cannot record a scan event for the cloud.");
+            }
         }
     }
 }
@@ -459,6 +466,39 @@ async fn identify(device_id: String, number: String, store: &Store) -> AgentEven
             AgentEvent::UnknownCard { device_id }
         }
     }
+}
+
+/// The cloud's copy of an event: kinds and ids, never a card number.
+fn scan_event(event: &AgentEvent) -> Option<crate::store::records::ScanEvent> {
+    let (device_id, kind, gtin14, customer_id) = match event {
+        AgentEvent::Scanned { device_id, scan } => {
+            let kind = serde_json::to_value(scan.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
+            (device_id, kind, scan.gtin14.clone(), None)
+        }
+        AgentEvent::CustomerIdentified {
+            device_id,
+            customer_id,
+        } => (
+            device_id,
+            "customer_identified".into(),
+            None,
+            Some(customer_id.clone()),
+        ),
+        AgentEvent::UnknownCard { device_id } => (device_id, "unknown_card".into(), None, None),
+        AgentEvent::PaymentCardRejected { device_id } => {
+            (device_id, "payment_card_rejected".into(), None, None)
+        }
+        AgentEvent::UnreadableSwipe { .. } => return None,
+    };
+    Some(crate::store::records::ScanEvent {
+        device_id: device_id.clone(),
+        kind,
+        gtin14,
+        customer_id,
+    })
 }
 
 /// One log line per event, with ids only.

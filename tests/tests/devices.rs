@@ -119,6 +119,15 @@ fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
     let status = dir.status_json(&config);
     let devices = status["devices"].as_array().unwrap();
     assert!(devices.iter().any(|d| d["device_id"] == "msr-1"), "{status}");
+    // Each read became a scan event for the cloud (kinds and ids only: the PAN and the
+    // card number were checked absent from the database above).
+    let scan_events = status["outbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "scan_events")
+        .map(|s| s["depth"].clone());
+    assert_eq!(scan_events, Some(serde_json::json!(4)), "{status}");
 }
 
 /// Reads what has arrived on a pty's master side until `done` says enough.

@@ -267,6 +267,16 @@ impl Store {
             .await
     }
 
+    /// Records a scan or engagement event for the cloud (telemetry: sent last).
+    pub async fn record_scan_event(
+        &self,
+        event: Captured<records::ScanEvent>,
+    ) -> Result<Recorded, StoreError> {
+        self.writer
+            .call(move |conn| records::record_scan_event(conn, &event))
+            .await
+    }
+
     /// Remembers a device's state for `store-agent status` (not an event for the cloud).
     pub async fn set_device_status(&self, status: records::DeviceStatusRecord) -> Result<(), StoreError> {
         self.writer

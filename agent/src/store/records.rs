@@ -654,6 +654,40 @@ pub(super) fn record_journal_receipt(
     Ok(recorded(outcome))
 }
 
+/// A scan or engagement event for the cloud's analytics (stream `scan_events`):
+/// ids and kinds only, never a card number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEvent {
+    /// The scanner or reader.
+    pub device_id: String,
+    /// `product`, `order_code`, `receipt_code`, `unknown`, `invalid`,
+    /// `customer_identified`, `unknown_card`, `payment_card_rejected`.
+    pub kind: String,
+    /// The product, for product scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtin14: Option<String>,
+    /// The customer, when a loyalty card identified one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+}
+
+pub(super) fn record_scan_event(
+    conn: &mut Connection,
+    captured: &Captured<ScanEvent>,
+) -> Result<Recorded, StoreError> {
+    if captured.event.device_id.trim().is_empty() {
+        return Err(StoreError::invalid("scan_event.device_id", "must not be empty"));
+    }
+    // Nothing to change locally: the event is only for the cloud.
+    let outcome = record_event(conn, UplinkStream::ScanEvents, "scan", captured, |_| {
+        Ok(Applied::Changed {
+            result: (),
+            payload: &captured.event,
+        })
+    })?;
+    Ok(recorded(outcome))
+}
+
 /// The state of a device, as the status screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStatusRecord {
