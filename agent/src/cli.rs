@@ -63,6 +63,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the input the agent could not use (cloud messages, mostly), newest first,
+    /// with where it came from and why, as JSON lines.
+    DeadLetters {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Try the agent with sample data, nothing to install.
     Demo(DemoArgs),
     /// Barcode scans: see what a scanner's data decodes to.
@@ -257,6 +266,7 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::SampleData(args) => sample_data(&args),
         Command::Import { file, config } => import(&file, &config.config),
         Command::Status { config, json } => status(&config.config, json),
+        Command::DeadLetters { config, limit } => dead_letters(&config.config, limit),
         Command::Demo(args) => demo(&args),
         Command::Scan {
             command: ScanCommand::Decode { data, config },
@@ -491,6 +501,16 @@ fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", render_status(&report, crate::events::now_ms()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dead_letters(config_path: &Path, limit: u32) -> Result<ExitCode> {
+    init_cli_logging();
+    let config = load_config(config_path)?;
+    let conn = store::open_read_only(&config.database.path)?;
+    for letter in store::downlink::dead_letters(&conn, limit)? {
+        println!("{}", serde_json::to_string(&letter)?);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -539,6 +539,34 @@ fn malformed_downlink_goes_to_dead_letters_and_good_messages_still_apply() {
     );
     let status = rig.status();
     assert_eq!(status["counts"]["dead_letters"], 4, "{status}");
+    // A person can read them: topic, error and payload, newest first.
+    let listed = rig.dir.run_ok(["dead-letters", "--config", &rig.config]);
+    let letters: Vec<serde_json::Value> = listed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 4, "{listed}");
+    assert!(
+        letters[0]["source"].as_str().unwrap().ends_with("/coupons"),
+        "{listed}"
+    );
+    assert!(
+        letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown downlink stream"),
+        "{listed}"
+    );
+    assert!(
+        letters[1]["error"].as_str().unwrap().contains("envelope limit"),
+        "{listed}"
+    );
+    assert_eq!(letters[1]["payload_bytes"], 126 * 1024, "{listed}");
+    assert!(
+        letters[3]["payload"].as_str().unwrap().starts_with("{not json"),
+        "{listed}"
+    );
     // Still running, still online.
     assert_eq!(status["sync"]["state"], "online", "{status}");
     rig.stop_agent(agent);

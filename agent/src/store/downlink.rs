@@ -84,6 +84,43 @@ pub(super) fn dead_letter(
 /// One received downlink message: its topic, stream and envelope.
 pub type Received = (String, DownlinkStream, DownlinkBatch);
 
+/// One kept piece of input, as `store-agent dead-letters` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// Row id.
+    pub id: i64,
+    /// Where it came from (an MQTT topic, a file).
+    pub source: String,
+    /// Why it was refused.
+    pub error: String,
+    /// When it arrived (Unix ms).
+    pub received_at_ms: i64,
+    /// The input as text (invalid UTF-8 replaced), cut to 4 KiB.
+    pub payload: String,
+    /// Its full size in bytes.
+    pub payload_bytes: usize,
+}
+
+/// The newest `limit` dead letters.
+pub fn dead_letters(conn: &Connection, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, source, error, received_at_ms, payload FROM dead_letters ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        let payload: Vec<u8> = r.get(4)?;
+        let shown = &payload[..payload.len().min(4096)];
+        Ok(DeadLetter {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            error: r.get(2)?,
+            received_at_ms: r.get(3)?,
+            payload: String::from_utf8_lossy(shown).into_owned(),
+            payload_bytes: payload.len(),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Applies received batches, in order, in one transaction (group commit: one
 /// durable commit for every message that was waiting). See the module invariants;
 /// each batch gets its own outcome.
