@@ -124,6 +124,41 @@ pub fn config_text(database: &Path) -> String {
     )
 }
 
+/// A POSLog file of one cash sale (a pen, 2.50 EUR) in the test store, numbered `seq` on
+/// register POS-7, business day 2026-11-23.
+pub fn poslog_sale(seq: u32) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6">
+  <Transaction>
+    <BusinessUnit><UnitID TypeCode="RetailStore">{STORE_ID}</UnitID></BusinessUnit>
+    <WorkstationID>POS-7</WorkstationID>
+    <SequenceNumber>{seq}</SequenceNumber>
+    <BusinessDayDate>2026-11-23</BusinessDayDate>
+    <OperatorID>A001</OperatorID>
+    <CurrencyCode>EUR</CurrencyCode>
+    <RetailTransaction>
+      <LineItem>
+        <SequenceNumber>1</SequenceNumber>
+        <Sale>
+          <POSIdentity><POSItemID>4006381333931</POSItemID></POSIdentity>
+          <Description>Pen</Description>
+          <ExtendedAmount>2.50</ExtendedAmount>
+          <Quantity>1</Quantity>
+        </Sale>
+      </LineItem>
+      <LineItem>
+        <SequenceNumber>2</SequenceNumber>
+        <Tender TenderType="Cash"><Amount>2.50</Amount></Tender>
+      </LineItem>
+      <Total TotalType="TransactionGrandAmount">2.50</Total>
+    </RetailTransaction>
+  </Transaction>
+</POSLog>
+"#
+    )
+}
+
 /// `s` as a TOML basic string. JSON's string escapes (`\"`, `\\`, `\n`, `\uXXXX`) are all
 /// valid TOML, so serde_json does the quoting of paths with odd characters.
 pub fn toml_string(s: &str) -> String {

@@ -2,40 +2,11 @@
 //! recorded with its outbox row and then moved to processed/.
 
 use std::time::Duration;
-use store_agent_e2e::TestDir;
+use store_agent_e2e::{TestDir, poslog_sale};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-const POSLOG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6">
-  <Transaction>
-    <BusinessUnit><UnitID TypeCode="RetailStore">store-001</UnitID></BusinessUnit>
-    <WorkstationID>POS-7</WorkstationID>
-    <SequenceNumber>4711</SequenceNumber>
-    <BusinessDayDate>2026-11-23</BusinessDayDate>
-    <OperatorID>A001</OperatorID>
-    <CurrencyCode>EUR</CurrencyCode>
-    <RetailTransaction>
-      <LineItem>
-        <SequenceNumber>1</SequenceNumber>
-        <Sale>
-          <POSIdentity><POSItemID>4006381333931</POSItemID></POSIdentity>
-          <Description>Pen</Description>
-          <ExtendedAmount>2.50</ExtendedAmount>
-          <Quantity>1</Quantity>
-        </Sale>
-      </LineItem>
-      <LineItem>
-        <SequenceNumber>2</SequenceNumber>
-        <Tender TenderType="Cash"><Amount>2.50</Amount></Tender>
-      </LineItem>
-      <Total TotalType="TransactionGrandAmount">2.50</Total>
-    </RetailTransaction>
-  </Transaction>
-</POSLog>
-"#;
 
 #[test]
 fn a_dropped_poslog_file_is_recorded_then_moved_and_a_bad_one_rejected() {
@@ -58,7 +29,7 @@ fn a_dropped_poslog_file_is_recorded_then_moved_and_a_bad_one_rejected() {
     );
 
     // The POS writes under a temporary name and renames into place.
-    std::fs::write(spool.join("tx-4711.xml.tmp"), POSLOG).unwrap();
+    std::fs::write(spool.join("tx-4711.xml.tmp"), poslog_sale(4711)).unwrap();
     std::fs::rename(spool.join("tx-4711.xml.tmp"), spool.join("tx-4711.xml")).unwrap();
     std::fs::write(spool.join("broken.xml"), "<POSLog><Transaction>").unwrap();
 

@@ -12,45 +12,13 @@ use store_agent::events::{DownlinkStream, UplinkStream};
 use store_agent::sync::broker::EmbeddedBroker;
 use store_agent::sync::protocol::{Op, Topics};
 use store_agent_e2e::mqtt::{AclDevice, Mosquitto, MqttClient, Pki, mosquitto_or_skip};
-use store_agent_e2e::{DEVICE_ID, RunningAgent, STORE_ID, TENANT_ID, TestDir, path_str, toml_string};
+use store_agent_e2e::{
+    DEVICE_ID, RunningAgent, STORE_ID, TENANT_ID, TestDir, path_str, poslog_sale, toml_string,
+};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A POSLog file of one cash sale, numbered `seq` on register POS-7.
-fn poslog(seq: u32) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6">
-  <Transaction>
-    <BusinessUnit><UnitID TypeCode="RetailStore">{STORE_ID}</UnitID></BusinessUnit>
-    <WorkstationID>POS-7</WorkstationID>
-    <SequenceNumber>{seq}</SequenceNumber>
-    <BusinessDayDate>2026-11-23</BusinessDayDate>
-    <OperatorID>A001</OperatorID>
-    <CurrencyCode>EUR</CurrencyCode>
-    <RetailTransaction>
-      <LineItem>
-        <SequenceNumber>1</SequenceNumber>
-        <Sale>
-          <POSIdentity><POSItemID>4006381333931</POSItemID></POSIdentity>
-          <Description>Pen</Description>
-          <ExtendedAmount>2.50</ExtendedAmount>
-          <Quantity>1</Quantity>
-        </Sale>
-      </LineItem>
-      <LineItem>
-        <SequenceNumber>2</SequenceNumber>
-        <Tender TenderType="Cash"><Amount>2.50</Amount></Tender>
-      </LineItem>
-      <Total TotalType="TransactionGrandAmount">2.50</Total>
-    </RetailTransaction>
-  </Transaction>
-</POSLog>
-"#
-    )
-}
 
 /// Polls `condition` every 100 ms until it holds or `timeout` passes.
 fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -236,7 +204,7 @@ impl Rig {
     fn drop_transactions(&self, first: u32, count: u32) {
         for seq in first..first + count {
             let tmp = self.spool.join(format!("tx-{seq}.xml.tmp"));
-            std::fs::write(&tmp, poslog(seq)).unwrap();
+            std::fs::write(&tmp, poslog_sale(seq)).unwrap();
             std::fs::rename(&tmp, self.spool.join(format!("tx-{seq}.xml"))).unwrap();
         }
     }
