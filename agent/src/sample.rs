@@ -572,27 +572,20 @@ pub fn write_snapshot<W: Write>(
     hasher: &KeyedHasher,
     out: W,
 ) -> anyhow::Result<SampleSummary> {
-    let streams: BTreeMap<String, StreamPosition> = [
-        "products",
-        "stock",
-        "customers",
-        "loyalty_cards",
-        "wishlists",
-        "carts",
-        "orders",
-        "associates",
-    ]
-    .iter()
-    .map(|s| {
-        (
-            (*s).to_string(),
-            StreamPosition {
-                epoch: format!("sample-{}", spec.seed),
-                seq: 0,
-            },
-        )
-    })
-    .collect();
+    // Every cloud stream, also those the sample has no records of (config,
+    // erasure): a store loaded from it then has a position everywhere.
+    let streams: BTreeMap<String, StreamPosition> = crate::events::DownlinkStream::ALL
+        .iter()
+        .map(|s| {
+            (
+                s.as_str().to_string(),
+                StreamPosition {
+                    epoch: format!("sample-{}", spec.seed),
+                    seq: 0,
+                },
+            )
+        })
+        .collect();
     let header = SnapshotHeader {
         snapshot: MAGIC.into(),
         format: FORMAT,

@@ -94,9 +94,7 @@ pub fn mosquitto_available() -> bool {
 /// `test` skips and returns false — except under `CI=true`, where it panics, because CI must
 /// run every broker test and can never pass by skipping. Call it first in every broker test:
 ///
-/// ```ignore
-/// if !mosquitto_or_skip("device_reads_its_store") { return; }
-/// ```
+/// `if !mosquitto_or_skip("device_reads_its_store") { return; }`
 pub fn mosquitto_or_skip(test: &str) -> bool {
     if mosquitto_available() {
         return true;

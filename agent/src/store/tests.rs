@@ -1123,7 +1123,14 @@ mod downlink {
         assert!(out.needs_snapshot.unwrap().contains("epoch"));
         assert_eq!(out.applied, 0);
         assert_eq!(price(&f, "04006381333931"), None);
-        // The sample snapshot has no config stream.
+        // A stream the store holds no position for.
+        f.store
+            .with_writer(|c| {
+                c.execute("DELETE FROM downlink_streams WHERE stream = 'config'", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
         let b = batch(
             "config",
             "e1",
@@ -1222,16 +1229,9 @@ mod downlink {
                 )?)
             })
             .unwrap();
-        f.store
-            .with_writer(|c| {
-                c.execute("INSERT INTO downlink_streams VALUES ('erasure', 'e1', 0, 0)", [])?;
-                Ok(())
-            })
-            .await
-            .unwrap();
         let b = batch(
             "erasure",
-            "e1",
+            &epoch(&f),
             vec![(
                 1,
                 Op::Upsert,
