@@ -265,10 +265,6 @@ pub struct MqttConfig {
     /// set, a new device loads its first snapshot from there; otherwise it asks over MQTT.
     #[serde(default)]
     pub snapshot_manifest_url: Option<String>,
-    /// Where downloaded snapshots are kept until loaded. Default: `snapshots/` beside the
-    /// database.
-    #[serde(default)]
-    pub snapshot_dir: Option<PathBuf>,
 }
 
 fn default_keep_alive_s() -> u64 {

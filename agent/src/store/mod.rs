@@ -314,6 +314,29 @@ impl Store {
         self.writer.call(self.import_job(file, expect)).await
     }
 
+    /// Imports a snapshot as it streams in (a download), all or nothing: the
+    /// transaction commits only if `reader` ends without an error. `label` (the
+    /// URL) names the source in errors.
+    pub async fn import_snapshot_stream(
+        &self,
+        label: PathBuf,
+        reader: Box<dyn std::io::Read + Send>,
+        expect: snapshot::ImportExpectations,
+    ) -> Result<snapshot::ImportReport, StoreError> {
+        let fingerprint = self.options.hasher.fingerprint();
+        self.writer
+            .call(move |conn| {
+                snapshot::import_source(
+                    conn,
+                    &label,
+                    snapshot::SnapshotSource::Stream(reader),
+                    &fingerprint,
+                    &expect,
+                )
+            })
+            .await
+    }
+
     /// [`Store::import_snapshot`] for callers outside the async runtime (the
     /// CLI's offline `import`, benchmarks).
     pub fn import_snapshot_blocking(

@@ -265,6 +265,7 @@ type Batch = Vec<(u64, SnapshotRecord)>;
 /// error, which it sends as the last item.
 fn parse_file(
     path: &Path,
+    source: SnapshotSource,
     header_tx: mpsc::SyncSender<Result<SnapshotHeader, SnapshotError>>,
     tx: mpsc::SyncSender<Result<Batch, SnapshotError>>,
 ) {
@@ -272,7 +273,13 @@ fn parse_file(
         path: path.to_path_buf(),
         source,
     };
-    let file = match std::fs::File::open(path) {
+    let opened: std::io::Result<Box<dyn std::io::Read + Send>> = match source {
+        SnapshotSource::File(p) => {
+            std::fs::File::open(p).map(|f| Box::new(f) as Box<dyn std::io::Read + Send>)
+        }
+        SnapshotSource::Stream(reader) => Ok(reader),
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) => {
             let _ = header_tx.send(Err(read_err(e)));
@@ -339,9 +346,38 @@ fn parse_file(
 }
 
 /// Imports `path` into the database behind `conn` (the writer's connection).
+/// Where a snapshot's bytes come from.
+pub enum SnapshotSource {
+    /// A file.
+    File(PathBuf),
+    /// A stream, such as a download in progress: the import commits only after
+    /// the stream ends without an error, so a download whose hash turns out wrong
+    /// at its end fails the read and leaves the database as it was.
+    Stream(Box<dyn std::io::Read + Send>),
+}
+
+/// Imports the file at `path` (see [`import_source`]).
 pub(super) fn import(
     conn: &mut Connection,
     path: &Path,
+    key_fingerprint: &str,
+    expect: &ImportExpectations,
+) -> Result<ImportReport, StoreError> {
+    import_source(
+        conn,
+        path,
+        SnapshotSource::File(path.to_path_buf()),
+        key_fingerprint,
+        expect,
+    )
+}
+
+/// Imports a snapshot from `source` into the database behind `conn` (the
+/// writer's connection); `path` names it in errors (a file, a URL).
+pub(super) fn import_source(
+    conn: &mut Connection,
+    path: &Path,
+    source: SnapshotSource,
     key_fingerprint: &str,
     expect: &ImportExpectations,
 ) -> Result<ImportReport, StoreError> {
@@ -352,7 +388,7 @@ pub(super) fn import(
         let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("snapshot-parser".into())
-            .spawn(move || parse_file(&path, header_tx, batch_tx))
+            .spawn(move || parse_file(&path, source, header_tx, batch_tx))
             .map_err(|source| StoreError::Io {
                 context: "cannot start the snapshot parser thread".into(),
                 source,

@@ -28,7 +28,6 @@ use crate::store::snapshot::ImportExpectations;
 use crate::store::status::SyncState;
 use rumqttc::{AsyncClient, QoS};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -58,8 +57,6 @@ pub struct EngineOptions {
     pub tenant_id: String,
     /// Its store, checked against snapshot headers.
     pub store_id: String,
-    /// Where snapshots are downloaded to.
-    pub snapshot_dir: PathBuf,
 }
 
 /// Per uplink stream: what was sent and what the cloud has acknowledged.
@@ -607,7 +604,6 @@ impl Engine {
         }
         let http = self.http.clone();
         let store = self.store.clone();
-        let dir = self.opts.snapshot_dir.clone();
         let expect = ImportExpectations {
             tenant_id: Some(self.opts.tenant_id.clone()),
             store_id: Some(self.opts.store_id.clone()),
@@ -616,7 +612,7 @@ impl Engine {
         tracing::info!(url = %manifest.url, size = manifest.size, "Downloading a snapshot.");
         let started = Instant::now();
         tokio::spawn(async move {
-            let result = fetch::download_and_import(&http, &store, &manifest, &dir, expect)
+            let result = fetch::download_and_import(&http, &store, &manifest, expect)
                 .await
                 .map(|r| (r.records, r.elapsed_ms))
                 .map_err(|e| format!("{e:#}"));

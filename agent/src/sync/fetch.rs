@@ -8,9 +8,9 @@ use crate::store::snapshot::{ImportExpectations, ImportReport};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
 /// The HTTP client for snapshots and manifests: rustls (ring) trusting the
 /// system's CAs and, when configured, the broker's CA file (a private cloud CA).
@@ -77,37 +77,22 @@ pub async fn manifest(
         .with_context(|| format!("the manifest from {url} is not a snapshot manifest"))
 }
 
-/// Downloads `manifest.url` into `dir`, verifies it and imports it. The file is
-/// removed afterwards whatever happened.
+/// How many downloaded chunks may wait for the parser: enough to keep the
+/// network busy while SQLite works, bounded so a fast link cannot fill memory.
+const CHUNKS_IN_FLIGHT: usize = 64;
+
+/// Downloads `manifest.url` and imports it as it arrives, verifying size and
+/// SHA-256 on the way. The import commits only after the last byte arrived and
+/// matched the manifest: a short, long or altered file fails the read at its end,
+/// and the transaction rolls back. Streaming saves the time of writing the file
+/// and reading it back (and its disk space).
 pub async fn download_and_import(
     client: &reqwest::Client,
     store: &Arc<Store>,
     manifest: &SnapshotManifest,
-    dir: &Path,
     expect: ImportExpectations,
 ) -> anyhow::Result<ImportReport> {
     check_url(&manifest.url)?;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .with_context(|| format!("cannot create the snapshot folder {}", dir.display()))?;
-    let file = dir.join(format!("snapshot-{}.jsonl", uuid::Uuid::now_v7()));
-    let result = async {
-        download(client, manifest, &file).await?;
-        store
-            .import_snapshot(&file, expect)
-            .await
-            .with_context(|| format!("the snapshot from {} does not load", manifest.url))
-    }
-    .await;
-    let _ = tokio::fs::remove_file(&file).await;
-    result
-}
-
-async fn download(
-    client: &reqwest::Client,
-    manifest: &SnapshotManifest,
-    file: &PathBuf,
-) -> anyhow::Result<()> {
     let response = client
         .get(&manifest.url)
         .send()
@@ -115,9 +100,32 @@ async fn download(
         .with_context(|| format!("cannot download the snapshot {}", manifest.url))?
         .error_for_status()
         .with_context(|| format!("the snapshot server refused {}", manifest.url))?;
-    let mut out = tokio::fs::File::create(file)
-        .await
-        .with_context(|| format!("cannot create {}", file.display()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(CHUNKS_IN_FLIGHT);
+    let reader = ChannelReader {
+        rx,
+        chunk: Vec::new(),
+        pos: 0,
+    };
+    let import = store.import_snapshot_stream(PathBuf::from(&manifest.url), Box::new(reader), expect);
+    let download = async move {
+        let result = stream_verified(response, manifest, &tx).await;
+        if let Err(e) = &result {
+            // The parser must fail, not see a clean end of file.
+            let _ = tx.send(Err(format!("{e:#}"))).await;
+        }
+        result
+    };
+    let (downloaded, imported) = tokio::join!(download, import);
+    downloaded?;
+    imported.with_context(|| format!("the snapshot from {} does not load", manifest.url))
+}
+
+/// Feeds the body to the parser, counting and hashing it; checks both at the end.
+async fn stream_verified(
+    response: reqwest::Response,
+    manifest: &SnapshotManifest,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>,
+) -> anyhow::Result<()> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut body = response.bytes_stream();
@@ -132,13 +140,11 @@ async fn download(
             );
         }
         hasher.update(&chunk);
-        out.write_all(&chunk)
-            .await
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        if tx.send(Ok(chunk.to_vec())).await.is_err() {
+            // The import stopped early; its error says why.
+            return Ok(());
+        }
     }
-    out.sync_all()
-        .await
-        .with_context(|| format!("cannot write {}", file.display()))?;
     if size != manifest.size {
         bail!(
             "the snapshot {} has {size} bytes, the manifest says {}",
@@ -157,9 +163,113 @@ async fn download(
     Ok(())
 }
 
+/// The parser thread's view of the download: blocking reads of the chunks the
+/// download task sends (the parser is a plain thread, so blocking is its job).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                // The sender is dropped only after the size and hash matched.
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::{self, SampleSpec};
+    use crate::store::{KeyedHasher, StoreOptions};
+
+    /// Serves `body` at http://127.0.0.1:PORT/s.jsonl until the test ends.
+    async fn serve(body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/s.jsonl",
+            axum::routing::get(move || async move { body.clone() }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/s.jsonl")
+    }
+
+    fn hasher() -> KeyedHasher {
+        KeyedHasher::new(&hex::decode(sample::DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+    }
+
+    fn customers(store: &Store) -> i64 {
+        store
+            .reads()
+            .with(|c| Ok(c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_streamed_snapshot_commits_only_when_size_and_hash_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(StoreOptions::new(dir.path().join("s.db"), hasher())).unwrap());
+        let mut body = Vec::new();
+        sample::write_snapshot(&SampleSpec::new(3, 50, 20), &hasher(), &mut body).unwrap();
+        let url = serve(body.clone()).await;
+        let config = crate::config::Config::parse(
+            "[store]\ntenant_id = \"t\"\nstore_id = \"s\"\ndevice_id = \"d\"\n\
+             [loyalty]\nhash_key = \"6464646464646464646464646464646464646464646464646464646464646464\"\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nallow_plaintext = true\n",
+            &|_| None,
+        )
+        .unwrap();
+        let client = http_client(config.mqtt.as_ref().unwrap()).unwrap();
+        let good = SnapshotManifest {
+            url: url.clone(),
+            size: body.len() as u64,
+            sha256: hex::encode(Sha256::digest(&body)),
+            streams: Default::default(),
+        };
+        let expect = ImportExpectations::default;
+
+        // A wrong hash is found at the very end of the body: nothing is committed.
+        let bad_hash = SnapshotManifest {
+            sha256: "00".repeat(32),
+            ..good.clone()
+        };
+        let e = download_and_import(&client, &store, &bad_hash, expect())
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("SHA-256"), "{e:#}");
+        assert_eq!(customers(&store), 0);
+        // So is a body shorter than the manifest says.
+        let too_short = SnapshotManifest {
+            size: good.size + 1,
+            ..good.clone()
+        };
+        let e = download_and_import(&client, &store, &too_short, expect())
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("bytes"), "{e:#}");
+        assert_eq!(customers(&store), 0);
+
+        let report = download_and_import(&client, &store, &good, expect())
+            .await
+            .unwrap();
+        assert!(report.records > 50);
+        assert_eq!(customers(&store), 50);
+    }
 
     #[test]
     fn plain_http_only_on_loopback() {

@@ -50,12 +50,6 @@ pub fn start(
     let options = connection::mqtt_options(&mqtt, &identity.device_id, &topics)
         .context("cannot set up the MQTT connection ([mqtt])")?;
     let (client, eventloop) = rumqttc::AsyncClient::new(options, CLIENT_QUEUE);
-    let snapshot_dir = mqtt.snapshot_dir.clone().unwrap_or_else(|| {
-        store
-            .path()
-            .parent()
-            .map_or_else(|| "snapshots".into(), |d| d.join("snapshots"))
-    });
     let engine = engine::Engine::new(
         store,
         client.clone(),
@@ -65,7 +59,6 @@ pub fn start(
             device_id: identity.device_id.clone(),
             tenant_id: identity.tenant_id.clone(),
             store_id: identity.store_id.clone(),
-            snapshot_dir,
         },
     )?;
     let (events_tx, events_rx) = mpsc::channel(256);
