@@ -371,56 +371,114 @@ impl Entity for CustomerRecord {
 }
 
 fn write_customer(conn: &Connection, c: &CustomerRecord) -> Result<(), StoreError> {
-    non_empty("customer.customer_id", &c.customer_id)?;
-    non_empty("customer.display_name", &c.display_name)?;
-    let preferences = json_text(&c.preferences);
-    let consent = json_text(&c.consent);
-    conn.prepare_cached(sql::CUSTOMER)?.execute(params![
-        c.customer_id,
-        c.display_name,
-        c.first_name,
-        c.last_name,
-        c.tier,
-        c.points,
-        preferences,
-        consent,
-        c.home_store,
-        c.last_seen_ms
-    ])?;
-    Ok(())
+    Prepared::customer(c.clone())?.insert(conn)
+}
+
+/// A checked entity with its column values computed, for the three entities a
+/// big snapshot is mostly made of. The snapshot parser prepares them on its own
+/// thread, so the writer thread (the import's bottleneck) only binds and inserts.
+pub(crate) enum Prepared {
+    /// A customer with its JSON columns as text.
+    Customer {
+        c: CustomerRecord,
+        preferences: String,
+        consent: String,
+    },
+    /// A loyalty card with its hash decoded.
+    Card {
+        hash: [u8; 32],
+        customer_id: String,
+        status: String,
+    },
+    /// A wishlist item with its GTIN as 14 digits.
+    Wish { w: WishlistItemRecord, gtin: String },
+}
+
+impl Prepared {
+    pub(crate) fn customer(c: CustomerRecord) -> Result<Prepared, StoreError> {
+        non_empty("customer.customer_id", &c.customer_id)?;
+        non_empty("customer.display_name", &c.display_name)?;
+        let preferences = json_text(&c.preferences);
+        let consent = json_text(&c.consent);
+        Ok(Prepared::Customer {
+            c,
+            preferences,
+            consent,
+        })
+    }
+
+    pub(crate) fn card(r: LoyaltyCardRecord) -> Result<Prepared, StoreError> {
+        let hash = hash32("loyalty_card.card_hash", &r.card_hash)?;
+        non_empty("loyalty_card.customer_id", &r.customer_id)?;
+        if !matches!(r.status.as_str(), "active" | "blocked") {
+            return Err(StoreError::invalid(
+                "loyalty_card.status",
+                format!("expected active or blocked, found {:?}", r.status),
+            ));
+        }
+        Ok(Prepared::Card {
+            hash,
+            customer_id: r.customer_id,
+            status: r.status,
+        })
+    }
+
+    pub(crate) fn wish(w: WishlistItemRecord) -> Result<Prepared, StoreError> {
+        let gtin = gtin14("wishlist_item.gtin", &w.gtin)?;
+        non_empty("wishlist_item.customer_id", &w.customer_id)?;
+        non_empty("wishlist_item.op_id", &w.op_id)?;
+        Ok(Prepared::Wish { w, gtin })
+    }
+
+    /// Writes the row (replacing an earlier copy).
+    pub(crate) fn insert(&self, conn: &Connection) -> Result<(), StoreError> {
+        match self {
+            Prepared::Customer {
+                c,
+                preferences,
+                consent,
+            } => conn.prepare_cached(sql::CUSTOMER)?.execute(params![
+                c.customer_id,
+                c.display_name,
+                c.first_name,
+                c.last_name,
+                c.tier,
+                c.points,
+                preferences,
+                consent,
+                c.home_store,
+                c.last_seen_ms
+            ])?,
+            Prepared::Card {
+                hash,
+                customer_id,
+                status,
+            } => conn
+                .prepare_cached(sql::CARD)?
+                .execute(params![&hash[..], customer_id, status])?,
+            Prepared::Wish { w, gtin } => conn.prepare_cached(sql::WISHLIST_ITEM)?.execute(params![
+                w.customer_id,
+                gtin,
+                w.present,
+                w.added_at_ms,
+                w.channel,
+                w.op_at_ms,
+                w.op_id
+            ])?,
+        };
+        Ok(())
+    }
 }
 
 impl Entity for LoyaltyCardRecord {
     fn write(&self, tx: &Transaction<'_>, _now_ms: i64) -> Result<(), StoreError> {
-        let hash = hash32("loyalty_card.card_hash", &self.card_hash)?;
-        non_empty("loyalty_card.customer_id", &self.customer_id)?;
-        if !matches!(self.status.as_str(), "active" | "blocked") {
-            return Err(StoreError::invalid(
-                "loyalty_card.status",
-                format!("expected active or blocked, found {:?}", self.status),
-            ));
-        }
-        tx.prepare_cached(sql::CARD)?
-            .execute(params![&hash[..], self.customer_id, self.status])?;
-        Ok(())
+        Prepared::card(self.clone())?.insert(tx)
     }
 }
 
 impl Entity for WishlistItemRecord {
     fn write(&self, tx: &Transaction<'_>, _now_ms: i64) -> Result<(), StoreError> {
-        let gtin = gtin14("wishlist_item.gtin", &self.gtin)?;
-        non_empty("wishlist_item.customer_id", &self.customer_id)?;
-        non_empty("wishlist_item.op_id", &self.op_id)?;
-        tx.prepare_cached(sql::WISHLIST_ITEM)?.execute(params![
-            self.customer_id,
-            gtin,
-            self.present,
-            self.added_at_ms,
-            self.channel,
-            self.op_at_ms,
-            self.op_id
-        ])?;
-        Ok(())
+        Prepared::wish(self.clone())?.insert(tx)
     }
 }
 

@@ -26,7 +26,7 @@
 use super::StoreError;
 use super::entities::{
     AssociateRecord, CartRecord, ConfigEntry, CustomerRecord, Entity, LoyaltyCardRecord, OrderRecord,
-    ProductRecord, StockRecord, WishlistItemRecord,
+    Prepared, ProductRecord, StockRecord, WishlistItemRecord,
 };
 use crate::events::{DownlinkStream, now_ms};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -259,7 +259,53 @@ impl<W: Write> SnapshotWriter<W> {
 /// How many parsed records travel to the writer thread at once.
 const BATCH: usize = 2048;
 
-type Batch = Vec<(u64, SnapshotRecord)>;
+type Batch = Vec<(u64, Parsed)>;
+
+/// A record as the parser thread hands it over: the three entities big snapshots
+/// are mostly made of arrive already checked and converted ([`Prepared`]), so the
+/// writer thread, the import's bottleneck, only inserts them.
+enum Parsed {
+    /// Any other record, written (and checked) by the writer.
+    Record(SnapshotRecord),
+    /// A prepared customer, loyalty card or wishlist item.
+    Ready(Prepared),
+}
+
+impl Parsed {
+    fn from_record(record: SnapshotRecord) -> Result<Parsed, StoreError> {
+        Ok(match record {
+            SnapshotRecord::Customer(c) => Parsed::Ready(Prepared::customer(c)?),
+            SnapshotRecord::LoyaltyCard(c) => Parsed::Ready(Prepared::card(c)?),
+            SnapshotRecord::WishlistItem(w) => Parsed::Ready(Prepared::wish(w)?),
+            other => Parsed::Record(other),
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Parsed::Record(r) => r.kind(),
+            Parsed::Ready(Prepared::Customer { .. }) => "customers",
+            Parsed::Ready(Prepared::Card { .. }) => "loyalty_cards",
+            Parsed::Ready(Prepared::Wish { .. }) => "wishlist_items",
+        }
+    }
+
+    fn stream(&self) -> Option<DownlinkStream> {
+        match self {
+            Parsed::Record(r) => r.stream(),
+            Parsed::Ready(Prepared::Customer { .. }) => Some(DownlinkStream::Customers),
+            Parsed::Ready(Prepared::Card { .. }) => Some(DownlinkStream::LoyaltyCards),
+            Parsed::Ready(Prepared::Wish { .. }) => Some(DownlinkStream::Wishlists),
+        }
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>, now_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Parsed::Record(r) => r.write(tx, now_ms),
+            Parsed::Ready(p) => p.insert(tx),
+        }
+    }
+}
 
 /// Reads the header and streams parsed batches to `tx`. Stops at the first
 /// error, which it sends as the last item.
@@ -326,11 +372,14 @@ fn parse_file(
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<SnapshotRecord>(&line) {
+        let parsed = serde_json::from_str::<SnapshotRecord>(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|r| Parsed::from_record(r).map_err(|e| e.to_string()));
+        match parsed {
             Ok(r) => batch.push((n, r)),
             Err(e) => {
                 let _ = tx.send(Ok(std::mem::take(&mut batch)));
-                let _ = tx.send(Err(line_err(n, e.to_string())));
+                let _ = tx.send(Err(line_err(n, e)));
                 return;
             }
         }
@@ -469,6 +518,9 @@ fn load(
     // whole table avoids spilling and re-reading pages.
     let old_cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", -262_144)?;
+    // The index rebuild at the end sorts with a helper thread (in memory: the
+    // connection keeps temp_store = MEMORY).
+    conn.pragma_update(None, "threads", 2)?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // check_header made sure every name parses.
@@ -516,7 +568,7 @@ fn load(
                     }
                     .into());
                 }
-                if let SnapshotRecord::End(e) = &record {
+                if let Parsed::Record(SnapshotRecord::End(e)) = &record {
                     ended = Some((line, e.records));
                     continue;
                 }
@@ -579,6 +631,7 @@ fn load(
         Ok(report)
     })();
     conn.pragma_update(None, "cache_size", old_cache)?;
+    conn.pragma_update(None, "threads", 0)?;
     result
 }
 
