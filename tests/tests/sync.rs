@@ -623,3 +623,48 @@ fn the_same_loop_runs_on_the_embedded_rumqttd_broker() {
     assert_eq!(presence.map(|p| p.state).as_deref(), Some("online"));
     rig.stop_agent(agent);
 }
+
+#[test]
+fn after_a_broker_loses_its_sessions_the_agent_subscribes_again() {
+    let Some(mut rig) = Rig::start("after_a_broker_loses_its_sessions", "") else {
+        return;
+    };
+    let agent = rig.spawn_agent();
+    rig.wait_bootstrapped(&agent);
+    // kill -9: Mosquitto saves its persistence only on a clean exit (or every 30
+    // minutes), so it comes back without anyone's session or subscriptions.
+    rig.mosquitto().kill9();
+    rig.mosquitto().start_again();
+    assert!(
+        wait_for(SYNC_TIMEOUT, || agent
+            .stderr_so_far()
+            .matches("session_present=false")
+            .count()
+            >= 2),
+        "the agent reconnects to a broker without its session: {}",
+        agent.stderr_so_far()
+    );
+    assert!(
+        rig.rt.block_on(rig.cloud.wait_ready(READY_TIMEOUT)),
+        "the cloud is back"
+    );
+    let gtin = store_agent::sample::product_gtin(1, 9);
+    let g14 = gtin14(&gtin);
+    // The agent only gets this if it subscribed again.
+    let publish_until_applied = wait_for(SYNC_TIMEOUT, || {
+        rig.rt
+            .block_on(
+                rig.cloud
+                    .publish(DownlinkStream::Stock, Op::Upsert, stock_entity(&gtin, 77)),
+            )
+            .unwrap();
+        wait_for(Duration::from_secs(2), || local_on_hand(&rig, &g14) == Some(77))
+    });
+    assert!(
+        publish_until_applied,
+        "{}\n{}",
+        rig.status(),
+        agent.stderr_so_far()
+    );
+    rig.stop_agent(agent);
+}

@@ -37,9 +37,6 @@ pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusql
     // covers the hot part of a 1M-customer store and fits 32-bit ARM devices.
     conn.pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)?;
     if access == Access::Write {
-        // 16 KiB pages for a new file (an existing one keeps its size): shallower
-        // B-trees and fewer page splits when a big snapshot loads.
-        conn.pragma_update(None, "page_size", 16384)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(rusqlite::Error::InvalidParameterName(format!(
