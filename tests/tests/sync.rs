@@ -332,14 +332,34 @@ fn killing_the_agent_mid_drain_loses_nothing_and_duplicates_are_redeliveries() {
     rig.stop_agent(agent);
 }
 
-/// The agent's on-hand count for `gtin` (14 digits), read from its database file
-/// (read-only, beside the running agent: SQLite's WAL allows it).
-fn local_on_hand(rig: &Rig, gtin14: &str) -> Option<i64> {
+/// One integer the agent's database answers `sql` with for `param`, read from the
+/// file (read-only, beside the running agent: SQLite's WAL allows it).
+fn local_i64(rig: &Rig, sql: &str, param: &str) -> Option<i64> {
     let db = store_agent::store::open_read_only(&rig.dir.database()).ok()?;
-    db.query_row("SELECT on_hand FROM stock WHERE gtin = ?1", [gtin14], |r| {
-        r.get(0)
-    })
-    .ok()
+    db.query_row(sql, [param], |r| r.get(0)).ok()
+}
+
+/// The agent's on-hand count for `gtin` (14 digits).
+fn local_on_hand(rig: &Rig, gtin14: &str) -> Option<i64> {
+    local_i64(rig, "SELECT on_hand FROM stock WHERE gtin = ?1", gtin14)
+}
+
+/// The agent's price of `gtin` (14 digits).
+fn local_price(rig: &Rig, gtin14: &str) -> Option<i64> {
+    local_i64(rig, "SELECT price_minor FROM products WHERE gtin = ?1", gtin14)
+}
+
+/// The cloud changes the price of sample product `gtin` and publishes it.
+fn publish_price(rig: &Rig, gtin: &str, price_minor: i64) {
+    let mut product = rig
+        .rt
+        .block_on(rig.cloud.entity(DownlinkStream::Products, gtin))
+        .unwrap()
+        .expect("a sample product");
+    product["price_minor"] = serde_json::json!(price_minor);
+    rig.rt
+        .block_on(rig.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
+        .unwrap();
 }
 
 /// A GTIN-8/12/13 as its 14 digits (left-padded with zeros, as GS1 defines it).
@@ -479,28 +499,10 @@ fn malformed_downlink_goes_to_dead_letters_and_good_messages_still_apply() {
         raw.disconnect().await;
     });
     let gtin = store_agent::sample::product_gtin(1, 5);
-    let mut product = rig
-        .rt
-        .block_on(rig.cloud.entity(DownlinkStream::Products, &gtin))
-        .unwrap()
-        .expect("a sample product");
-    product["price_minor"] = serde_json::json!(4242);
-    rig.rt
-        .block_on(rig.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
-        .unwrap();
+    publish_price(&rig, &gtin, 4242);
     let g14 = gtin14(&gtin);
     assert!(
-        wait_for(SYNC_TIMEOUT, || {
-            store_agent::store::open_read_only(&rig.dir.database())
-                .ok()
-                .and_then(|c| {
-                    c.query_row("SELECT price_minor FROM products WHERE gtin = ?1", [&g14], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .ok()
-                })
-                == Some(4242)
-        }),
+        wait_for(SYNC_TIMEOUT, || local_price(&rig, &g14) == Some(4242)),
         "the good message after the bad ones applied: {}\n{}",
         rig.status(),
         agent.stderr_so_far()
@@ -559,29 +561,9 @@ fn the_same_loop_runs_on_the_embedded_rumqttd_broker() {
 
     // Downlink: a price change applies.
     let gtin = store_agent::sample::product_gtin(1, 7);
-    let mut product = rig
-        .rt
-        .block_on(rig.cloud.entity(DownlinkStream::Products, &gtin))
-        .unwrap()
-        .expect("a sample product");
-    product["price_minor"] = serde_json::json!(777);
-    rig.rt
-        .block_on(rig.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
-        .unwrap();
-    let price = || {
-        store_agent::store::open_read_only(&rig.dir.database())
-            .ok()
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT price_minor FROM products WHERE gtin = ?1",
-                    [gtin14(&gtin)],
-                    |r| r.get::<_, i64>(0),
-                )
-                .ok()
-            })
-    };
+    publish_price(&rig, &gtin, 777);
     assert!(
-        wait_for(SYNC_TIMEOUT, || price() == Some(777)),
+        wait_for(SYNC_TIMEOUT, || local_price(&rig, &gtin14(&gtin)) == Some(777)),
         "{}",
         agent.stderr_so_far()
     );

@@ -71,6 +71,18 @@ struct UplinkState {
     progress_at: Instant,
 }
 
+impl UplinkState {
+    /// A stream the cloud has acknowledged through `acked`; sending starts from
+    /// its oldest pending event.
+    fn starting(acked: i64) -> UplinkState {
+        UplinkState {
+            sent_through: 0,
+            acked,
+            progress_at: Instant::now(),
+        }
+    }
+}
+
 /// A request waiting for its reply.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -215,14 +227,7 @@ impl Engine {
         let rows = self.store.reads().read(outbox::acked_seqs).await?;
         for (name, acked) in rows {
             if let Some(stream) = UplinkStream::ALL.into_iter().find(|s| s.as_str() == name) {
-                self.uplink.insert(
-                    stream,
-                    UplinkState {
-                        sent_through: 0,
-                        acked,
-                        progress_at: Instant::now(),
-                    },
-                );
+                self.uplink.insert(stream, UplinkState::starting(acked));
             }
         }
         Ok(())
@@ -543,11 +548,7 @@ impl Engine {
         let stream = ack.stream;
         match self.store.acknowledge(stream, ack.acked_through).await {
             Ok(deleted) => {
-                let st = self.uplink.entry(stream).or_insert(UplinkState {
-                    sent_through: 0,
-                    acked: 0,
-                    progress_at: Instant::now(),
-                });
+                let st = self.uplink.entry(stream).or_insert(UplinkState::starting(0));
                 if ack.acked_through > st.acked {
                     st.acked = ack.acked_through;
                     st.progress_at = Instant::now();
@@ -690,11 +691,7 @@ impl Engine {
             if self.tokens < 1.0 {
                 break;
             }
-            let st = *self.uplink.entry(stream).or_insert(UplinkState {
-                sent_through: 0,
-                acked: 0,
-                progress_at: Instant::now(),
-            });
+            let st = *self.uplink.entry(stream).or_insert(UplinkState::starting(0));
             let from = st.sent_through.max(st.acked);
             let room = if st.sent_through == 0 {
                 window
