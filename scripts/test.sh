@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: the sync tests run a real Mosquitto broker
-# (tests/src/mqtt.rs; mosquitto-clients for poking at it by hand). The browser
-# tests add chromium and chromium-driver here when the screens land. Under CI=true
-# (set by CI runners) a missing broker fails the broker tests instead of skipping them.
-NEEDED_PACKAGES=(mosquitto mosquitto-clients)
+# (tests/src/mqtt.rs; mosquitto-clients for poking at it by hand), and the screen
+# tests a real headless Chromium driven through chromedriver (tests/src/browser.rs).
+# Without them those tests skip with a reason; under CI=true (set by CI runners) a
+# missing broker or browser fails them instead, so CI cannot pass by skipping.
+NEEDED_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver)
 
 install_missing_packages() {
     local missing=()

@@ -97,6 +97,21 @@ pub enum ScanCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Send DATA to the running agent as if a scanner had read it (demo mode, or
+    /// `screens.scan_injection = true`). Escapes as for `decode`.
+    Send {
+        /// What the scanner sent.
+        data: String,
+        /// The running agent's configuration (for its `http.listen`).
+        #[arg(long, env = "STORE_AGENT_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Which screen's scanner: `console` or `kiosk`.
+        #[arg(long, default_value = "console")]
+        to: String,
+        /// The agent's HTTP address, when `http.listen` names port 0 (tests).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
 }
 
 /// `config …`
@@ -165,6 +180,9 @@ pub struct DemoArgs {
     /// Generate, import and print, then exit instead of running until Ctrl-C.
     #[arg(long)]
     pub no_run: bool,
+    /// Where the screens are served (loopback: this machine only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `cloud-sim …`
@@ -271,6 +289,15 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Scan {
             command: ScanCommand::Decode { data, config },
         } => scan_decode(&data, config.as_deref()),
+        Command::Scan {
+            command:
+                ScanCommand::Send {
+                    data,
+                    config,
+                    to,
+                    addr,
+                },
+        } => scan_send(&data, &config, &to, addr),
         Command::CloudSim(args) => cloud_sim(&args),
     }
 }
@@ -689,12 +716,15 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
                  [store]\ntenant_id = {:?}\nstore_id = {:?}\ndevice_id = \"demo-counter\"\n\n\
                  [database]\npath = {:?}\n\n[loyalty]\nhash_key = \"{}\"\n\n\
                  [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nallow_plaintext = true\nboot_delay_max_ms = 0\n\
-                 backoff_cap_ms = 5000\nhealth_interval_s = 10\n",
+                 backoff_cap_ms = 5000\nhealth_interval_s = 10\n\n\
+                 [http]\nlisten = \"{}\"\n\n[screens]\nscan_injection = true\n\n\
+                 [scan]\norder_code_prefixes = [\"PU-\"]\n",
                 spec.tenant_id,
                 spec.store_id,
                 dir.join("store.db").display().to_string(),
                 sample::DEMO_HASH_KEY_HEX,
                 broker.addr().port(),
+                args.listen,
             ),
         )?;
         let config = load_config(&config_path)?;
@@ -715,8 +745,13 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
             };
             runtime::run(config, shutdown, || {}).await
         } else {
+            let base = format!("http://{}", args.listen);
             println!(
-                "\nRunning the agent; Ctrl-C stops it. Try: store-agent status --config {}",
+                "\nThe screens:\n  associate console  {base}/console   (sign in with an associate id and PIN above)\n  \
+                 customer kiosk     {base}/kiosk\n  inject scans       {base}/demo   \
+                 (or: store-agent scan send --config {} [--to kiosk] DATA)\n\n\
+                 Running the agent; Ctrl-C stops it. Try: store-agent status --config {}",
+                config_path.display(),
                 config_path.display()
             );
             runtime::run(config, stop, || {}).await
@@ -727,6 +762,82 @@ fn demo(args: &DemoArgs) -> Result<ExitCode> {
         if args.no_run {
             status(&config_path, false)?;
         }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scan send`: the same request as the demo page's scan field, made with a
+/// session of the demo page (its cookie and CSRF token).
+fn scan_send(
+    data: &str,
+    config_path: &Path,
+    to: &str,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let Some(addr) = addr.or(config.http.listen) else {
+        bail!(
+            "http.listen is not set in {}: the agent serves no HTTP",
+            config_path.display()
+        );
+    };
+    let screen = match to {
+        "console" | "kiosk" => to,
+        other => bail!("--to must be console or kiosk, not {other:?}"),
+    };
+    let data = unescape(data)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    crate::sync::tls::install_crypto_provider();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("cannot build the HTTP client")?;
+        let base = format!("http://{addr}");
+        let page = client
+            .get(format!("{base}/demo"))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the agent at {base}: is it running?"))?;
+        if !page.status().is_success() {
+            bail!(
+                "the agent at {base} refuses scan injection ({}): it is on in demo mode or with screens.scan_injection = true",
+                page.status()
+            );
+        }
+        let cookie = page
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+            .context("the demo page set no session cookie")?;
+        let html = page.text().await.context("cannot read the demo page")?;
+        let csrf = html
+            .split("data-csrf=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .context("the demo page carries no CSRF token")?
+            .to_string();
+        let res = client
+            .post(format!("{base}/api/v1/scans"))
+            .header(reqwest::header::COOKIE, cookie)
+            .header("X-CSRF-Token", csrf)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::json!({ "screen": screen, "data": data }).to_string())
+            .send()
+            .await
+            .context("cannot send the scan")?;
+        if !res.status().is_success() {
+            let status = res.status();
+            let body = res.text().await.unwrap_or_default();
+            bail!("the agent refused the scan ({status}): {body}");
+        }
+        println!("Scan sent to the {screen}.");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -44,8 +44,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/store-agent/config.toml";
 pub const MIN_HASH_KEY_BYTES: usize = 32;
 
 /// The top-level sections the file may contain, in the order they are documented.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "store", "database", "loyalty", "mqtt", "logging", "returns", "scan", "spool", "devices", "http",
+    "screens",
 ];
 
 /// The whole configuration of one agent, as read from its TOML file.
@@ -75,9 +76,71 @@ pub struct Config {
     /// `[[devices.card_readers.tcp]]`, …). Optional; the keys of each device are
     /// those of `firmware_interfaces::drivers` (`SerialConfig`, `TcpScannerConfig`).
     pub devices: DevicesConfig,
-    /// `[http]`: the agent's local HTTP server (health endpoints today). Optional;
+    /// `[http]`: the agent's local HTTP server (screens, API, health). Optional;
     /// without `listen` no server runs.
     pub http: HttpConfig,
+    /// `[screens]`: the associate console and the customer kiosk. Optional.
+    pub screens: ScreensConfig,
+}
+
+/// `[screens]`: which screens this device serves and how they behave.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScreensConfig {
+    /// Serve the associate console at `/console`. Default true.
+    pub console: bool,
+    /// Serve the customer kiosk at `/kiosk`. Default true.
+    pub kiosk: bool,
+    /// `"en"` or `"de"`: the language when the browser asks for neither. Default `"en"`.
+    pub language: kiosk_ui::i18n::Lang,
+    /// Idle seconds after which an associate is signed out. Default 900, from 60 to 86400.
+    pub console_idle_s: u64,
+    /// Idle seconds after which the kiosk forgets the shopper and returns to its
+    /// attract screen. Default 60, from 10 to 3600.
+    pub kiosk_idle_s: u64,
+    /// Device ids (scanners, card readers) whose scans go to the kiosk; all other
+    /// devices feed the console. Default none.
+    pub kiosk_devices: Vec<String>,
+    /// Allow injecting scans over HTTP (`/demo`, `store-agent scan send`). Default
+    /// false; `store-agent demo` turns it on. Never turn it on at a real till: any
+    /// program on the device could then scan.
+    pub scan_injection: bool,
+}
+
+impl Default for ScreensConfig {
+    fn default() -> Self {
+        ScreensConfig {
+            console: true,
+            kiosk: true,
+            language: kiosk_ui::i18n::Lang::En,
+            console_idle_s: 900,
+            kiosk_idle_s: 60,
+            kiosk_devices: Vec::new(),
+            scan_injection: false,
+        }
+    }
+}
+
+impl ScreensConfig {
+    fn check(&self, devices: &DevicesConfig, problems: &mut Vec<ConfigProblem>) {
+        check_range(
+            problems,
+            "screens.console_idle_s",
+            self.console_idle_s,
+            60,
+            86_400,
+        );
+        check_range(problems, "screens.kiosk_idle_s", self.kiosk_idle_s, 10, 3_600);
+        let known = devices.roles();
+        for id in &self.kiosk_devices {
+            if !known.contains_key(id) {
+                problems.push(ConfigProblem::new(
+                    "screens.kiosk_devices",
+                    format!("names {id:?}, which is not a configured scanner or card reader"),
+                ));
+            }
+        }
+    }
 }
 
 /// `[http]`: where the local HTTP server listens.
@@ -517,6 +580,7 @@ impl Config {
         let spool = section::<SpoolConfig>(&table, "spool", &mut problems);
         let devices = section::<DevicesConfig>(&table, "devices", &mut problems);
         let http = section::<HttpConfig>(&table, "http", &mut problems);
+        let screens = section::<ScreensConfig>(&table, "screens", &mut problems);
 
         // The environment wins over the file for secrets. An empty variable counts as unset,
         // so an `Environment=` line left blank does not wipe the file's value.
@@ -560,6 +624,9 @@ impl Config {
         }
         if let Some(devices) = &devices {
             check_devices(devices, &mut invalid);
+            if let Some(screens) = &screens {
+                screens.check(devices, &mut invalid);
+            }
         }
         for problem in &mut problems {
             problem.line = line_of_key(&document, text, &problem.key);
@@ -581,7 +648,7 @@ impl Config {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
 
         match (
-            store, database, loyalty, mqtt, logging, returns, scan, spool, devices, http,
+            store, database, loyalty, mqtt, logging, returns, scan, spool, devices, http, screens,
         ) {
             (
                 Some(store),
@@ -594,6 +661,7 @@ impl Config {
                 Some(spool),
                 Some(devices),
                 Some(http),
+                Some(screens),
             ) if problems.is_empty() => Ok(Config {
                 store,
                 database,
@@ -605,6 +673,7 @@ impl Config {
                 spool,
                 devices,
                 http,
+                screens,
             }),
             _ => Err(problems),
         }
@@ -626,6 +695,7 @@ impl Config {
         check_scan(&self.scan, &mut problems);
         self.spool.check(&mut problems);
         check_devices(&self.devices, &mut problems);
+        self.screens.check(&self.devices, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

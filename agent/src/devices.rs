@@ -150,7 +150,7 @@ impl DevicesConfig {
         out
     }
 
-    fn roles(&self) -> HashMap<String, (Role, &'static str)> {
+    pub(crate) fn roles(&self) -> HashMap<String, (Role, &'static str)> {
         let mut roles = HashMap::new();
         for (role, list) in [
             (Role::Scanner, &self.scanners),
@@ -225,9 +225,16 @@ pub async fn run(
     store: Arc<Store>,
     events_out: broadcast::Sender<AgentEvent>,
     shutdown: watch::Receiver<bool>,
+    mut injected: Option<mpsc::Receiver<crate::screens::Injected>>,
 ) {
     let (tx, mut rx) = mpsc::channel::<DeviceEvent>(EVENT_QUEUE);
-    let roles = config.roles();
+    let mut roles = config.roles();
+    if injected.is_some() {
+        // Injected scans (demo mode) go through the same decoding as a real scanner's.
+        for id in [crate::screens::INJECT_CONSOLE, crate::screens::INJECT_KIOSK] {
+            roles.insert(id.to_string(), (Role::Scanner, "virtual"));
+        }
+    }
     let mut taps: HashMap<String, JournalTap> = config
         .journal_taps
         .iter()
@@ -262,12 +269,19 @@ pub async fn run(
         out: &events_out,
         taps: &mut taps,
     };
+    // With no device configured the driver channel closes at once; injected scans
+    // (demo mode) still flow until the stop.
+    let mut drivers_open = true;
     loop {
         tokio::select! {
-            event = rx.recv() => match event {
+            event = rx.recv(), if drivers_open => match event {
                 Some(event) => consumer.handle(event).await,
+                None if injected.is_some() => drivers_open = false,
                 None => break,
             },
+            Some((device_id, data)) = next_injected(&mut injected) => {
+                consumer.handle(DeviceEvent { device_id, kind: DeviceEventKind::Data(data.into_bytes()) }).await;
+            }
             _ = stopped(shutdown.clone()) => break,
         }
     }
@@ -289,6 +303,16 @@ pub async fn run(
         for receipt in tap.finish() {
             record_receipt(device_id, receipt, &store).await;
         }
+    }
+}
+
+/// The next injected scan; never completes when injection is off.
+async fn next_injected(
+    rx: &mut Option<mpsc::Receiver<crate::screens::Injected>>,
+) -> Option<crate::screens::Injected> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

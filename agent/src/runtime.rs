@@ -56,6 +56,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
     // with a deadline, before the store is closed.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (agent_events, _) = broadcast::channel::<AgentEvent>(256);
+    let (screen_events, _) = broadcast::channel::<kiosk_ui::model::ScreenEvent>(256);
+    let (inject_tx, inject_rx) = if config.screens.scan_injection {
+        let (tx, rx) = tokio::sync::mpsc::channel::<crate::screens::Injected>(64);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     // Set up first: a bad certificate stops the start before anything runs.
     let sync = crate::sync::start(&config, store.clone(), stop_rx.clone())?;
     let mut parts = tokio::task::JoinSet::new();
@@ -64,6 +71,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         config.scan.clone(),
         store.clone(),
         agent_events.clone(),
+        stop_rx.clone(),
+        inject_rx,
+    ));
+    parts.spawn(crate::screens::route_scans(
+        agent_events.subscribe(),
+        store.clone(),
+        screen_events.clone(),
+        config.screens.kiosk_devices.iter().cloned().collect(),
+        stop_rx.clone(),
+    ));
+    parts.spawn(crate::screens::watch_changes(
+        store.clone(),
+        screen_events.clone(),
         stop_rx.clone(),
     ));
     parts.spawn(crate::displays::run(
@@ -99,9 +119,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
             .local_addr()
             .context("cannot read the HTTP server's address")?;
         tracing::info!(addr = %bound, "HTTP server listening.");
-        let server = crate::health::serve(listener, store.clone(), devices::stopped(stop_rx.clone()));
+        let app = screens_router(&config, store.clone(), screen_events.clone(), inject_tx);
+        let shutdown = devices::stopped(stop_rx.clone());
         parts.spawn(async move {
-            if let Err(e) = server.await {
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await;
+            if let Err(e) = served {
                 tracing::error!(error = %e, "The HTTP server stopped.");
             }
         });
@@ -138,6 +165,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         .context("the store closing task failed")?;
     tracing::info!("Stopped cleanly.");
     Ok(())
+}
+
+/// The screens, the JSON API and the POS intake, as one router.
+fn screens_router(
+    config: &Config,
+    store: Arc<Store>,
+    events: broadcast::Sender<kiosk_ui::model::ScreenEvent>,
+    inject: Option<tokio::sync::mpsc::Sender<crate::screens::Injected>>,
+) -> axum::Router {
+    let s = &config.screens;
+    let options = kiosk_ui::UiOptions {
+        console: s.console,
+        kiosk: s.kiosk,
+        default_lang: s.language,
+        console_idle: Duration::from_secs(s.console_idle_s),
+        kiosk_idle: Duration::from_secs(s.kiosk_idle_s),
+        scan_injection: s.scan_injection,
+        store_id: config.store.store_id.clone(),
+    };
+    let pos = crate::pos_http::routes(crate::pos_http::PosIntake {
+        store: store.clone(),
+        store_id: config.store.store_id.clone(),
+        currency: config.store.currency.clone(),
+    });
+    let data = Arc::new(crate::screens::AgentScreens::new(store, events, inject));
+    kiosk_ui::router(data, options, pos)
 }
 
 /// Registers for SIGTERM (systemd's stop) and SIGINT (Ctrl-C) now, and returns a

@@ -545,7 +545,7 @@ fn display_name(name: &OsStr) -> String {
 
 /// Replaces runs of 12 or more digits (the length of a card number) with `#`s in
 /// text bound for the log: a parse error may quote a value from the document.
-fn mask_long_digit_runs(text: &str) -> String {
+pub(crate) fn mask_long_digit_runs(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {

@@ -22,6 +22,8 @@
 //! script runs `cargo build -p store-agent` first, because cargo does not build another
 //! package's binary for an integration test.
 
+pub mod browser;
+pub mod http;
 pub mod mqtt;
 
 use std::ffi::OsStr;

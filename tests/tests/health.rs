@@ -1,4 +1,5 @@
-//! The health endpoint of the running agent shows device states and the outbox.
+//! The health endpoints of the running agent: /healthz (up), /readyz (database,
+//! devices, sync, outbox) and /metrics (Prometheus text).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -27,7 +28,7 @@ fn get(addr: &str, path: &str) -> (String, String) {
 }
 
 #[test]
-fn healthz_reports_devices_and_outbox_and_readyz_answers() {
+fn healthz_readyz_and_metrics_report_devices_and_outbox() {
     let dir = TestDir::new();
     let config = dir.write_config();
     let missing = dir.path_str("no-such-scanner");
@@ -56,14 +57,14 @@ fn healthz_reports_devices_and_outbox_and_readyz_answers() {
         .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
         .unwrap_or_else(|| panic!("no listening address in the log\n{log}"));
 
-    let (status, body) = get(&addr, "/readyz");
+    let (status, body) = get(&addr, "/healthz");
     assert!(status.contains("200"), "{status}");
-    assert!(body.contains("\"ready\":true"), "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
 
-    // The device state is written by the agent's writer; poll until it shows.
+    // The device state is written by the agent's writer; poll until readyz shows it.
     let mut last = String::new();
     let shown = (0..100).any(|_| {
-        let (status, body) = get(&addr, "/healthz");
+        let (status, body) = get(&addr, "/readyz");
         assert!(status.contains("200"), "{status}");
         last = body;
         let ok = last.contains("\"device_id\":\"scanner-1\"") && last.contains("\"state\":\"disconnected\"");
@@ -72,10 +73,23 @@ fn healthz_reports_devices_and_outbox_and_readyz_answers() {
         }
         ok
     });
-    assert!(shown, "healthz should list the disconnected scanner: {last}");
+    assert!(shown, "readyz should list the disconnected scanner: {last}");
     let json: serde_json::Value = serde_json::from_str(&last).unwrap();
-    assert_eq!(json["status"], "ok");
-    assert!(json["store"]["outbox"].is_array(), "{json}");
+    assert_eq!(json["ready"], true);
+    assert_eq!(json["checks"]["database"], "ok");
+    assert!(json["checks"]["outbox"].is_array(), "{json}");
+
+    // Prometheus text: the device gauge and the HTTP counter of the requests above.
+    let (status, metrics) = get(&addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        metrics.contains("store_agent_device_connected{device=\"scanner-1\",kind=\"serial\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("store_agent_http_requests_total{route=\"/readyz\",status=\"200\"}"),
+        "{metrics}"
+    );
     let (status, _) = get(&addr, "/no-such-page");
     assert!(status.contains("404"), "{status}");
 

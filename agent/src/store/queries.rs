@@ -5,46 +5,11 @@
 //! search per table and no SQL parsing.
 
 use super::StoreError;
+pub use kiosk_ui::model::{
+    CartEntry, CartView, CustomerProfile, CustomerView, OrderLineView, OrderView, ProductView, StockView,
+    WishlistEntry,
+};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
-
-/// This store's stock of a product, as the screens show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StockView {
-    /// Units on hand.
-    pub on_hand: i64,
-    /// Units held for BOPIS orders.
-    pub reserved_bopis: i64,
-    /// What can be sold: on hand less reserved, never negative.
-    pub available: i64,
-    /// Aisle.
-    pub aisle: Option<String>,
-    /// Bin or shelf.
-    pub bin: Option<String>,
-}
-
-/// A product with its stock here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProductView {
-    /// 14-digit GTIN.
-    pub gtin: String,
-    /// Article number.
-    pub sku: String,
-    /// Name.
-    pub name: String,
-    /// Brand.
-    pub brand: Option<String>,
-    /// Shelf price, minor units.
-    pub price_minor: i64,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Department.
-    pub department: Option<String>,
-    /// Attributes as a JSON object text (passed through to the screens unparsed).
-    pub attributes_json: String,
-    /// `None` when the store has no stock record for it.
-    pub stock: Option<StockView>,
-}
 
 fn stock_view(
     on_hand: Option<i64>,
@@ -93,131 +58,6 @@ pub fn product_by_gtin14(conn: &Connection, gtin14: &str) -> Result<Option<Produ
 pub fn product_by_gtin(conn: &Connection, gtin: &str) -> Result<Option<ProductView>, StoreError> {
     let g14 = super::entities::gtin14("gtin", gtin)?;
     product_by_gtin14(conn, &g14)
-}
-
-/// The customer profile the screens show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CustomerProfile {
-    /// Cloud customer id.
-    pub customer_id: String,
-    /// Greeting name.
-    pub display_name: String,
-    /// First name.
-    pub first_name: Option<String>,
-    /// Last name.
-    pub last_name: Option<String>,
-    /// Loyalty tier.
-    pub tier: Option<String>,
-    /// Points balance.
-    pub points: i64,
-    /// Preferences as JSON object text.
-    pub preferences_json: String,
-    /// Consent flags as JSON object text.
-    pub consent_json: String,
-    /// Home store.
-    pub home_store: Option<String>,
-    /// Last seen in any channel.
-    pub last_seen_ms: Option<i64>,
-}
-
-/// A wishlist item with what the store knows of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WishlistEntry {
-    /// 14-digit GTIN.
-    pub gtin: String,
-    /// When it was added.
-    pub added_at_ms: Option<i64>,
-    /// Where it was added.
-    pub channel: String,
-    /// Product name, when the catalogue has it.
-    pub name: Option<String>,
-    /// Shelf price here.
-    pub price_minor: Option<i64>,
-    /// Currency of the price.
-    pub currency: Option<String>,
-    /// Stock and aisle here.
-    pub stock: Option<StockView>,
-}
-
-/// One line of the online cart, with stock here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CartEntry {
-    /// Line number.
-    pub line_no: u32,
-    /// 14-digit GTIN.
-    pub gtin: String,
-    /// Units.
-    pub qty: u32,
-    /// Online unit price.
-    pub unit_price_minor: i64,
-    /// Product name, when the catalogue has it.
-    pub name: Option<String>,
-    /// Stock and aisle here.
-    pub stock: Option<StockView>,
-}
-
-/// The online cart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CartView {
-    /// Currency of the prices.
-    pub currency: String,
-    /// Last change online.
-    pub updated_at_ms: i64,
-    /// Lines in cart order.
-    pub lines: Vec<CartEntry>,
-}
-
-/// An order line as the screens show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrderLineView {
-    /// Line number.
-    pub line_no: u32,
-    /// 14-digit GTIN.
-    pub gtin: String,
-    /// Name as ordered.
-    pub name: String,
-    /// Units ordered.
-    pub qty_ordered: u32,
-    /// Units already returned.
-    pub qty_returned: u32,
-    /// Price per unit.
-    pub unit_price_minor: i64,
-    /// Final sale.
-    pub final_sale: bool,
-}
-
-/// An order as the screens show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrderView {
-    /// Order id.
-    pub order_id: String,
-    /// `bopis` or `delivered`.
-    pub kind: String,
-    /// State (snake_case, see `domain::bopis::OrderStatus`).
-    pub status: String,
-    /// Currency.
-    pub currency: String,
-    /// Total.
-    pub total_minor: i64,
-    /// When ordered.
-    pub placed_at_ms: i64,
-    /// Pickup deadline.
-    pub pickup_deadline_ms: Option<i64>,
-    /// Lines.
-    pub lines: Vec<OrderLineView>,
-}
-
-/// Everything the customer panel shows, read in one snapshot of the database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CustomerView {
-    /// Profile.
-    pub profile: CustomerProfile,
-    /// Wishlist, newest first, with stock and aisle.
-    pub wishlist: Vec<WishlistEntry>,
-    /// Online cart, if any.
-    pub cart: Option<CartView>,
-    /// BOPIS orders waiting for pickup.
-    pub open_orders: Vec<OrderView>,
 }
 
 /// The customer whose active card has this keyed hash.
@@ -389,4 +229,157 @@ pub fn order_lines(conn: &Connection, order_id: &str) -> Result<Vec<OrderLineVie
             })
         })?
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// An order with its lines.
+pub fn order_view(conn: &Connection, order_id: &str) -> Result<Option<OrderView>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT order_id, kind, status, currency, total_minor, placed_at_ms, pickup_deadline_ms
+             FROM orders WHERE order_id = ?1",
+        )?
+        .query_row([order_id], |r| {
+            Ok(OrderView {
+                order_id: r.get(0)?,
+                kind: r.get(1)?,
+                status: r.get(2)?,
+                currency: r.get(3)?,
+                total_minor: r.get(4)?,
+                placed_at_ms: r.get(5)?,
+                pickup_deadline_ms: r.get(6)?,
+                lines: Vec::new(),
+            })
+        })
+        .optional()?;
+    match head {
+        None => Ok(None),
+        Some(mut o) => {
+            o.lines = order_lines(conn, order_id)?;
+            Ok(Some(o))
+        }
+    }
+}
+
+/// The order whose pickup code has this keyed hash.
+pub fn order_id_by_pickup_hash(conn: &Connection, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT order_id FROM orders WHERE pickup_code_hash = ?1")?
+        .query_row([&hash[..]], |r| r.get(0))
+        .optional()?)
+}
+
+/// BOPIS orders waiting for pickup: customers who arrived first, then by order time.
+pub fn pickup_queue(conn: &Connection, now_ms: i64) -> Result<Vec<kiosk_ui::model::QueueEntry>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT o.order_id, c.display_name, o.status, o.placed_at_ms, o.pickup_deadline_ms,
+                    (SELECT count(*) FROM order_lines l WHERE l.order_id = o.order_id)
+             FROM orders o LEFT JOIN customers c ON c.customer_id = o.customer_id
+             WHERE o.kind = 'bopis' AND o.status IN ('ready_for_pickup', 'customer_arrived')
+             ORDER BY o.status = 'customer_arrived' DESC, o.placed_at_ms
+             LIMIT 500",
+        )?
+        .query_map([], |r| {
+            let deadline: Option<i64> = r.get(4)?;
+            Ok(kiosk_ui::model::QueueEntry {
+                order_id: r.get(0)?,
+                customer_name: r.get(1)?,
+                status: r.get(2)?,
+                placed_at_ms: r.get(3)?,
+                pickup_deadline_ms: deadline,
+                overdue: deadline.is_some_and(|d| d < now_ms),
+                lines: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A cheap fingerprint of the pickup queue (count and last change), so a poller can
+/// tell the screens the queue changed without reading it.
+pub fn pickup_queue_fingerprint(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(max(updated_at_ms), 0) FROM orders
+             WHERE kind = 'bopis' AND status IN ('ready_for_pickup', 'customer_arrived')",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+/// Customers whose greeting name, first or last name starts with `query` (case
+/// insensitive), at most `limit`.
+///
+/// A scan of the customers table that stops at `limit` hits: on the 1M-customer
+/// store a search for a rare name reads the whole table (see docs/benchmarks.md);
+/// an index would cost every snapshot load a rebuild.
+pub fn search_customers(
+    conn: &Connection,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<kiosk_ui::model::CustomerHit>, StoreError> {
+    let escaped: String = query
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let prefix = format!("{escaped}%");
+    let word = format!("% {escaped}%");
+    Ok(conn
+        .prepare_cached(
+            "SELECT customer_id, display_name, tier, points FROM customers
+             WHERE display_name LIKE ?1 ESCAPE '\\' OR display_name LIKE ?2 ESCAPE '\\'
+                OR first_name LIKE ?1 ESCAPE '\\' OR last_name LIKE ?1 ESCAPE '\\'
+             LIMIT ?3",
+        )?
+        .query_map(params![prefix, word, limit], |r| {
+            Ok(kiosk_ui::model::CustomerHit {
+                customer_id: r.get(0)?,
+                display_name: r.get(1)?,
+                tier: r.get(2)?,
+                points: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// An associate as the sign-in needs them: name, role and PIN hash, when active.
+pub fn associate_for_sign_in(
+    conn: &Connection,
+    associate_id: &str,
+) -> Result<Option<(String, String, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT name, role, pin_hash FROM associates WHERE associate_id = ?1 AND active = 1")?
+        .query_row([associate_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// What the status bar shows, read in one go.
+pub fn status_bar(conn: &Connection) -> Result<kiosk_ui::model::StatusBar, StoreError> {
+    let sync: Option<(String, i64, Option<i64>)> = conn
+        .prepare_cached("SELECT state, since_ms, offline_since_ms FROM sync_state WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let data_as_of_ms: Option<i64> = conn
+        .prepare_cached("SELECT max(updated_at_ms) FROM downlink_streams")?
+        .query_row([], |r| r.get(0))?;
+    let events_waiting: i64 = conn
+        .prepare_cached("SELECT count(*) FROM outbox")?
+        .query_row([], |r| r.get(0))?;
+    let (devices_total, devices_connected): (u32, u32) = conn
+        .prepare_cached("SELECT count(*), coalesce(sum(state = 'connected'), 0) FROM device_status")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (online, since_ms) = match sync {
+        Some((state, since, _)) if state == "online" => (true, Some(since)),
+        Some((_, since, offline_since)) => (false, offline_since.or(Some(since))),
+        None => (false, None),
+    };
+    Ok(kiosk_ui::model::StatusBar {
+        online,
+        since_ms,
+        data_as_of_ms,
+        events_waiting,
+        devices_total,
+        devices_connected,
+    })
 }

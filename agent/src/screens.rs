@@ -1,0 +1,451 @@
+//! The agent's side of the screens: it implements `kiosk_ui::ScreenData` over the
+//! local store, turns device events into screen events (a scan arrives at the
+//! screen with the data it shows already read), performs kiosk check-ins, and
+//! tells the screens when the status bar or the pickup queue changed.
+//!
+//! Which screen a scan goes to: scanners and card readers listed in
+//! `screens.kiosk_devices` feed the kiosk; every other device feeds the console.
+//! Injected scans (demo mode, `screens.scan_injection`) come from the virtual
+//! devices [`INJECT_CONSOLE`] and [`INJECT_KIOSK`].
+
+use crate::devices::AgentEvent;
+use crate::domain::bopis::OrderEvent;
+use crate::events::{Captured, now_ms};
+use crate::store::records::{OrderUpdate, WishlistEdit};
+use crate::store::{Store, StoreError, entities, queries};
+use firmware_interfaces::scan::{Scan, ScanKind};
+use kiosk_ui::model::{
+    Associate, CustomerHit, CustomerView, OrderView, ProductView, QueueEntry, ScanResult, ScreenEvent,
+    ScreenKind, StaffRole, StatusBar, masked_name,
+};
+use kiosk_ui::{DataError, Readiness, ScreenData, WishlistAdd};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The virtual device of scans injected for the console.
+pub const INJECT_CONSOLE: &str = "inject-console";
+/// The virtual device of scans injected for the kiosk.
+pub const INJECT_KIOSK: &str = "inject-kiosk";
+
+/// How often the status bar and the pickup queue are checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A scan injected over HTTP: `(virtual device id, data)`.
+pub type Injected = (String, String);
+
+/// The data behind the screens.
+pub struct AgentScreens {
+    store: Arc<Store>,
+    events: broadcast::Sender<ScreenEvent>,
+    inject: Option<mpsc::Sender<Injected>>,
+}
+
+impl AgentScreens {
+    /// Screens over `store`, pushing `events`; `inject` is where injected scans go
+    /// (`None`: injection is off).
+    pub fn new(
+        store: Arc<Store>,
+        events: broadcast::Sender<ScreenEvent>,
+        inject: Option<mpsc::Sender<Injected>>,
+    ) -> AgentScreens {
+        AgentScreens {
+            store,
+            events,
+            inject,
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> DataError {
+    match e {
+        StoreError::NotFound { .. } => DataError::NotFound(e.to_string()),
+        StoreError::Invalid { .. } => DataError::Invalid(e.to_string()),
+        StoreError::Transition(_) | StoreError::ReturnRefused(_) => DataError::Refused(e.to_string()),
+        other => DataError::Unavailable(other.to_string()),
+    }
+}
+
+impl ScreenData for AgentScreens {
+    async fn status(&self) -> Result<StatusBar, DataError> {
+        self.store
+            .reads()
+            .read(queries::status_bar)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn readiness(&self) -> Readiness {
+        match self.store.reads().read(crate::store::status::report).await {
+            Ok(report) => Readiness {
+                ready: true,
+                checks: serde_json::json!({
+                    "database": "ok",
+                    "schema_version": report.schema_version,
+                    "devices": report.devices,
+                    "sync": report.sync,
+                    "outbox": report.outbox,
+                }),
+            },
+            Err(e) => Readiness {
+                ready: false,
+                checks: serde_json::json!({ "database": e.to_string() }),
+            },
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        match self.store.reads().read(crate::store::status::report).await {
+            Ok(report) => crate::metrics::render(&report, now_ms()),
+            Err(e) => format!("# the local store could not be read: {e}\nstore_agent_up 1\n"),
+        }
+    }
+
+    async fn sign_in(&self, associate_id: &str, pin: &str) -> Result<Option<Associate>, DataError> {
+        let id = associate_id.to_string();
+        let pin = pin.to_string();
+        let found = self
+            .store
+            .reads()
+            .read(move |c| queries::associate_for_sign_in(c, &id))
+            .await
+            .map_err(unavailable)?;
+        let id = associate_id.to_string();
+        // Argon2 takes tens of milliseconds of CPU: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            // Unknown ids are hashed against a fixed hash too, so the answer takes
+            // as long as for a known id with a wrong PIN.
+            let (name, role, hash) =
+                found.unwrap_or_else(|| (String::new(), String::new(), dummy_hash().to_string()));
+            let ok = entities::verify_pin(&hash, &pin) && !name.is_empty();
+            ok.then(|| Associate {
+                associate_id: id,
+                name,
+                role: if role == "associate" {
+                    StaffRole::Associate
+                } else {
+                    StaffRole::Manager
+                },
+            })
+        })
+        .await
+        .map_err(|e| DataError::Unavailable(format!("the PIN check failed: {e}")))
+    }
+
+    async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>, DataError> {
+        let id = customer_id.to_string();
+        self.store
+            .reads()
+            .read(move |c| queries::customer_view(c, &id))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn search_customers(&self, query: &str, limit: u32) -> Result<Vec<CustomerHit>, DataError> {
+        let q = query.to_string();
+        self.store
+            .reads()
+            .read(move |c| queries::search_customers(c, &q, limit))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn product(&self, gtin: &str) -> Result<Option<ProductView>, DataError> {
+        let g = gtin.to_string();
+        self.store
+            .reads()
+            .read(move |c| queries::product_by_gtin(c, &g))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn pickup_queue(&self) -> Result<Vec<QueueEntry>, DataError> {
+        let now = now_ms();
+        self.store
+            .reads()
+            .read(move |c| queries::pickup_queue(c, now))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<OrderView>, DataError> {
+        let id = order_id.to_string();
+        self.store
+            .reads()
+            .read(move |c| queries::order_view(c, &id))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn add_to_wishlist(&self, add: WishlistAdd) -> Result<(), DataError> {
+        self.store
+            .record_wishlist_edit(Captured::now(WishlistEdit {
+                customer_id: add.customer_id,
+                gtin: add.gtin,
+                action: crate::domain::wishlist::WishlistAction::Add,
+                channel: format!("store-{}", add.channel),
+            }))
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ScreenEvent> {
+        self.events.subscribe()
+    }
+
+    async fn inject_scan(&self, screen: ScreenKind, data: &str) -> Result<(), DataError> {
+        let Some(tx) = &self.inject else {
+            return Err(DataError::NotFound("scan injection is off".into()));
+        };
+        let device = match screen {
+            ScreenKind::Console => INJECT_CONSOLE,
+            ScreenKind::Kiosk => INJECT_KIOSK,
+        };
+        tx.send((device.to_string(), data.to_string()))
+            .await
+            .map_err(|_| DataError::Unavailable("the device pipeline has stopped".into()))
+    }
+}
+
+/// An Argon2 hash of a random PIN nobody knows, checked for unknown associate ids
+/// so that their answer takes as long as a wrong PIN's.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let pin = hex::encode(rand::random::<[u8; 16]>());
+        entities::hash_pin(&pin, &rand::random::<[u8; 16]>()).unwrap_or_default()
+    })
+}
+
+/// Turns device events into screen events until `stop`.
+pub async fn route_scans(
+    mut devices: broadcast::Receiver<AgentEvent>,
+    store: Arc<Store>,
+    screens: broadcast::Sender<ScreenEvent>,
+    kiosk_devices: HashSet<String>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = devices.recv() => e,
+            _ = crate::devices::stopped(stop.clone()) => return,
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "The screens fell behind the devices; some scans were not shown."
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let device_id = device_of(&event).to_string();
+        let screen = if kiosk_devices.contains(&device_id) || device_id == INJECT_KIOSK {
+            ScreenKind::Kiosk
+        } else {
+            ScreenKind::Console
+        };
+        let started = std::time::Instant::now();
+        let result = resolve(event, screen, &store, &screens).await;
+        crate::metrics::scan_resolved(started.elapsed());
+        let _ = screens.send(ScreenEvent::Scan {
+            screen,
+            device_id,
+            result: Box::new(result),
+        });
+    }
+}
+
+fn device_of(e: &AgentEvent) -> &str {
+    match e {
+        AgentEvent::Scanned { device_id, .. }
+        | AgentEvent::CustomerIdentified { device_id, .. }
+        | AgentEvent::UnknownCard { device_id }
+        | AgentEvent::PaymentCardRejected { device_id }
+        | AgentEvent::UnreadableSwipe { device_id, .. } => device_id,
+    }
+}
+
+async fn resolve(
+    event: AgentEvent,
+    screen: ScreenKind,
+    store: &Arc<Store>,
+    screens: &broadcast::Sender<ScreenEvent>,
+) -> ScanResult {
+    let failed = |e: StoreError| {
+        tracing::warn!(error = %e, "A scan could not be looked up.");
+        ScanResult::Unreadable {
+            message: "the local store could not answer".into(),
+        }
+    };
+    match event {
+        AgentEvent::CustomerIdentified { customer_id, .. } => {
+            match store
+                .reads()
+                .read(move |c| queries::customer_view(c, &customer_id))
+                .await
+            {
+                Ok(Some(view)) => ScanResult::Customer {
+                    customer: Box::new(view),
+                },
+                Ok(None) => ScanResult::UnknownCard,
+                Err(e) => failed(e),
+            }
+        }
+        AgentEvent::UnknownCard { .. } => ScanResult::UnknownCard,
+        AgentEvent::PaymentCardRejected { .. } => ScanResult::PaymentCardRejected,
+        AgentEvent::UnreadableSwipe { reason, .. } => ScanResult::Unreadable { message: reason },
+        AgentEvent::Scanned { scan, .. } => resolve_scan(*scan, screen, store, screens)
+            .await
+            .unwrap_or_else(failed),
+    }
+}
+
+async fn resolve_scan(
+    scan: Scan,
+    screen: ScreenKind,
+    store: &Arc<Store>,
+    screens: &broadcast::Sender<ScreenEvent>,
+) -> Result<ScanResult, StoreError> {
+    Ok(match scan.kind {
+        ScanKind::Product => {
+            let gtin = scan.gtin14.clone().unwrap_or_default();
+            let g = gtin.clone();
+            let product = store
+                .reads()
+                .read(move |c| queries::product_by_gtin14(c, &g))
+                .await?;
+            ScanResult::Product { gtin, product }
+        }
+        ScanKind::OrderCode => {
+            let code = code_text(&scan);
+            let hash = store.hasher().pickup_code_hash(&code);
+            let order_id = store
+                .reads()
+                .read(move |c| queries::order_id_by_pickup_hash(c, &hash))
+                .await?;
+            match (screen, order_id) {
+                (ScreenKind::Kiosk, Some(order_id)) => check_in(store, screens, order_id).await?,
+                (ScreenKind::Kiosk, None) => ScanResult::CheckInRefused {
+                    reason: "no order for this code in this store".into(),
+                },
+                (ScreenKind::Console, Some(order_id)) => ScanResult::Order {
+                    order: store
+                        .reads()
+                        .read(move |c| queries::order_view(c, &order_id))
+                        .await?,
+                },
+                (ScreenKind::Console, None) => ScanResult::Order { order: None },
+            }
+        }
+        ScanKind::ReceiptCode => {
+            // A receipt code carries the order id after its prefix.
+            let order_id = code_text(&scan);
+            ScanResult::Order {
+                order: store
+                    .reads()
+                    .read(move |c| queries::order_view(c, &order_id))
+                    .await?,
+            }
+        }
+        ScanKind::PaymentCardRejected => ScanResult::PaymentCardRejected,
+        ScanKind::LoyaltyCard => ScanResult::UnknownCard,
+        ScanKind::Invalid => ScanResult::Unreadable {
+            message: scan.error.unwrap_or_else(|| "invalid code".into()),
+        },
+        ScanKind::Unknown => ScanResult::Unreadable {
+            message: "not a code this store uses".into(),
+        },
+    })
+}
+
+/// The scan's text without its AIM symbology identifier.
+fn code_text(scan: &Scan) -> String {
+    scan.raw
+        .strip_prefix(scan.symbology.as_deref().unwrap_or(""))
+        .unwrap_or(&scan.raw)
+        .trim()
+        .to_string()
+}
+
+/// A pickup code scanned at a kiosk: the customer has arrived.
+async fn check_in(
+    store: &Arc<Store>,
+    screens: &broadcast::Sender<ScreenEvent>,
+    order_id: String,
+) -> Result<ScanResult, StoreError> {
+    let update = OrderUpdate {
+        order_id: order_id.clone(),
+        event: OrderEvent::CustomerArrived,
+        associate_id: None,
+    };
+    match store.record_order_event(Captured::now(update)).await {
+        Ok(_) => {
+            let id = order_id.clone();
+            let profile = store
+                .reads()
+                .read(move |c| {
+                    let customer: Option<String> = c
+                        .prepare_cached("SELECT customer_id FROM orders WHERE order_id = ?1")?
+                        .query_row([&id], |r| r.get(0))?;
+                    match customer {
+                        Some(cid) => Ok(queries::customer_view(c, &cid)?.map(|v| v.profile)),
+                        None => Ok(None),
+                    }
+                })
+                .await?;
+            tracing::info!(order_id = %order_id, "Customer checked in for a pickup at the kiosk.");
+            let _ = screens.send(ScreenEvent::CustomerArrived {
+                order_id: order_id.clone(),
+                customer_name: profile.as_ref().map(|p| p.display_name.clone()),
+            });
+            Ok(ScanResult::CheckedIn {
+                order_id,
+                greeting: profile.as_ref().map(masked_name),
+            })
+        }
+        Err(StoreError::Transition(e)) => Ok(ScanResult::CheckInRefused {
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Pushes a status event when the status bar changes and `orders_changed` when
+/// the pickup queue does, until `stop`.
+pub async fn watch_changes(
+    store: Arc<Store>,
+    screens: broadcast::Sender<ScreenEvent>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut last_status: Option<StatusBar> = None;
+    let mut last_queue: Option<(i64, i64)> = None;
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::devices::stopped(stop.clone()) => return,
+        }
+        if screens.receiver_count() == 0 {
+            continue;
+        }
+        let read = store
+            .reads()
+            .read(|c| Ok((queries::status_bar(c)?, queries::pickup_queue_fingerprint(c)?)))
+            .await;
+        let Ok((status, queue)) = read else { continue };
+        if last_status.as_ref() != Some(&status) {
+            last_status = Some(status.clone());
+            let _ = screens.send(ScreenEvent::Status { status });
+        }
+        if last_queue.is_some_and(|q| q != queue) {
+            let _ = screens.send(ScreenEvent::OrdersChanged);
+        }
+        last_queue = Some(queue);
+    }
+}

@@ -1,0 +1,120 @@
+//! The OpenAPI 3.1 document of the JSON API, served at `/api/v1/openapi.json`.
+//! A test checks that every route of the router is described here and every path
+//! described here is routed.
+
+pub const DOCUMENT: &str = r##"{
+  "openapi": "3.1.0",
+  "info": {
+    "title": "store-agent screens API",
+    "version": "1",
+    "description": "What the associate console and the customer kiosk do, as JSON. Sessions are cookies (sa_session, HttpOnly, SameSite=Strict) issued by the pages; every state-changing request needs the page's CSRF token in X-CSRF-Token, and an Origin header, when sent, must be this server. Errors are {\"error\": message}."
+  },
+  "components": {
+    "securitySchemes": {
+      "session": { "type": "apiKey", "in": "cookie", "name": "sa_session" },
+      "csrf": { "type": "apiKey", "in": "header", "name": "X-CSRF-Token" }
+    },
+    "schemas": {
+      "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+      "Stock": { "type": "object", "properties": {
+        "on_hand": { "type": "integer" }, "reserved_bopis": { "type": "integer" }, "available": { "type": "integer" },
+        "aisle": { "type": ["string", "null"] }, "bin": { "type": ["string", "null"] } } },
+      "Product": { "type": "object", "properties": {
+        "gtin": { "type": "string" }, "sku": { "type": "string" }, "name": { "type": "string" },
+        "brand": { "type": ["string", "null"] }, "price_minor": { "type": "integer" }, "currency": { "type": "string" },
+        "department": { "type": ["string", "null"] }, "attributes_json": { "type": "string" },
+        "stock": { "oneOf": [{ "$ref": "#/components/schemas/Stock" }, { "type": "null" }] } } },
+      "Order": { "type": "object", "properties": {
+        "order_id": { "type": "string" }, "kind": { "type": "string" }, "status": { "type": "string" },
+        "currency": { "type": "string" }, "total_minor": { "type": "integer" }, "placed_at_ms": { "type": "integer" },
+        "pickup_deadline_ms": { "type": ["integer", "null"] }, "lines": { "type": "array", "items": { "type": "object" } } } },
+      "Customer": { "type": "object", "description": "Profile, wishlist with stock here, online cart, open BOPIS orders.",
+        "properties": { "profile": { "type": "object" }, "wishlist": { "type": "array" }, "cart": { "type": ["object", "null"] },
+          "open_orders": { "type": "array", "items": { "$ref": "#/components/schemas/Order" } } } },
+      "KioskCustomer": { "type": "object", "description": "Masked: first name and last initial, no contact data.",
+        "properties": { "greeting": { "type": "string" }, "tier": { "type": ["string", "null"] }, "points": { "type": "integer" },
+          "wishlist": { "type": "array" }, "cart": { "type": ["object", "null"] } } },
+      "Status": { "type": "object", "properties": {
+        "online": { "type": "boolean" }, "since_ms": { "type": ["integer", "null"] }, "data_as_of_ms": { "type": ["integer", "null"] },
+        "events_waiting": { "type": "integer" }, "devices_total": { "type": "integer" }, "devices_connected": { "type": "integer" } } }
+    }
+  },
+  "paths": {
+    "/api/v1/session": {
+      "get": { "summary": "Who this session is", "responses": { "200": { "description": "role: none, anonymous, staff or kiosk; the associate when staff" } } },
+      "post": { "summary": "Sign in with associate id and PIN", "security": [{ "session": [], "csrf": [] }],
+        "requestBody": { "content": { "application/json": { "schema": { "type": "object", "required": ["associate_id", "pin"],
+          "properties": { "associate_id": { "type": "string" }, "pin": { "type": "string" } } } } } },
+        "responses": { "200": { "description": "Signed in; a new session cookie is set" }, "401": { "description": "Wrong id or PIN" },
+          "429": { "description": "Too many wrong PINs for this associate; locked for five minutes" } } },
+      "delete": { "summary": "Sign out", "security": [{ "session": [], "csrf": [] }], "responses": { "204": { "description": "Signed out" } } }
+    },
+    "/api/v1/status": { "get": { "summary": "The status bar: online/offline since, data age, events waiting, devices",
+      "security": [{ "session": [] }], "responses": { "200": { "description": "Status", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Status" } } } } } } },
+    "/api/v1/customers": { "get": { "summary": "Search customers by name (staff)", "security": [{ "session": [] }],
+      "parameters": [{ "name": "q", "in": "query", "required": true, "schema": { "type": "string", "minLength": 2, "maxLength": 100 } }],
+      "responses": { "200": { "description": "Up to 20 customers" }, "403": { "description": "Not a staff session" } } } },
+    "/api/v1/customers/{id}": { "get": { "summary": "The customer panel (staff)", "security": [{ "session": [] }],
+      "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+      "responses": { "200": { "description": "Customer", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Customer" } } } },
+        "403": { "description": "Not a staff session (kiosks are refused)" }, "404": { "description": "Not in this store's data" } } } },
+    "/api/v1/products/{gtin}": { "get": { "summary": "A product by any GTIN form, with stock and aisle here", "security": [{ "session": [] }],
+      "parameters": [{ "name": "gtin", "in": "path", "required": true, "schema": { "type": "string" } }],
+      "responses": { "200": { "description": "Product", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Product" } } } },
+        "400": { "description": "Not a valid GTIN" }, "404": { "description": "Not in the catalogue" } } } },
+    "/api/v1/pickups": { "get": { "summary": "BOPIS orders waiting for pickup, arrived customers first (staff)", "security": [{ "session": [] }],
+      "responses": { "200": { "description": "Queue entries" } } } },
+    "/api/v1/orders/{id}": { "get": { "summary": "An online order with its lines (staff)", "security": [{ "session": [] }],
+      "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+      "responses": { "200": { "description": "Order", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } } }, "404": { "description": "Unknown order" } } } },
+    "/api/v1/kiosk/me": { "get": { "summary": "The customer who identified at this kiosk (masked)", "security": [{ "session": [] }],
+      "responses": { "200": { "description": "Masked customer", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/KioskCustomer" } } } },
+        "403": { "description": "Not a kiosk session" }, "404": { "description": "Nobody identified, or the idle timeout passed" } } } },
+    "/api/v1/kiosk/wishlist": { "post": { "summary": "Add a product to the identified customer's wishlist (queued for the cloud)",
+      "security": [{ "session": [], "csrf": [] }],
+      "requestBody": { "content": { "application/json": { "schema": { "type": "object", "required": ["gtin"], "properties": { "gtin": { "type": "string" } } } } } },
+      "responses": { "200": { "description": "The updated masked customer" }, "404": { "description": "Nobody identified" } } } },
+    "/api/v1/kiosk/end": { "post": { "summary": "End the shopper's session: the kiosk forgets the customer", "security": [{ "session": [], "csrf": [] }],
+      "responses": { "204": { "description": "Forgotten" } } } },
+    "/api/v1/scans": { "post": { "summary": "Inject a scan as if from a scanner feeding the console or the kiosk (demo mode or screens.scan_injection only)",
+      "security": [{ "session": [], "csrf": [] }],
+      "requestBody": { "content": { "application/json": { "schema": { "type": "object", "required": ["screen", "data"],
+        "properties": { "screen": { "enum": ["console", "kiosk"] }, "data": { "type": "string" } } } } } },
+      "responses": { "202": { "description": "Delivered to the scan pipeline" }, "404": { "description": "Scan injection is off" } } } },
+    "/api/v1/events": { "get": { "summary": "Live events (Server-Sent Events): scans, check-ins, queue changes, status; kiosk_reset at the kiosk idle timeout",
+      "security": [{ "session": [] }], "responses": { "200": { "description": "text/event-stream of JSON objects with a type" } } } },
+    "/api/v1/pos/transactions": { "post": { "summary": "Record a POS transaction (POSLog XML, or JSON) from POS software on this device; answers after the transaction and its outbox row are committed",
+      "requestBody": { "content": { "application/xml": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } } } },
+      "responses": { "201": { "description": "Recorded (or already recorded: same idempotency key)" }, "400": { "description": "Malformed; kept in the rejected folder with the reason" },
+        "403": { "description": "Not from this device" } } } },
+    "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
+  }
+}"##;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_is_valid_json_and_names_every_api_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let sources = [include_str!("api.rs"), include_str!("events.rs")];
+        let mut routed = Vec::new();
+        for src in sources {
+            for (i, _) in src.match_indices(".route(") {
+                let rest = src[i + ".route(".len()..].trim_start();
+                if let Some(path) = rest.strip_prefix('"').filter(|r| r.starts_with("/api/v1/")) {
+                    routed.push(path[..path.find('"').unwrap()].to_string());
+                }
+            }
+        }
+        for r in &routed {
+            assert!(paths.contains_key(r), "{r} is routed but not documented");
+        }
+        for p in paths.keys() {
+            assert!(
+                routed.contains(p) || p == "/api/v1/pos/transactions",
+                "{p} is documented but not routed by kiosk-ui"
+            );
+        }
+    }
+}
