@@ -444,12 +444,7 @@ async fn from_scan(device_id: String, scan: Scan, store: &Store) -> AgentEvent {
     match scan.kind {
         ScanKind::PaymentCardRejected => AgentEvent::PaymentCardRejected { device_id },
         ScanKind::LoyaltyCard => {
-            let number = scan
-                .raw
-                .strip_prefix(scan.symbology.as_deref().unwrap_or(""))
-                .unwrap_or(&scan.raw)
-                .trim()
-                .to_string();
+            let number = scan.data().to_string();
             identify(device_id, number, store).await
         }
         _ => AgentEvent::Scanned {

@@ -1,11 +1,12 @@
 //! `/metrics` in the Prometheus text format: what fleet monitoring scrapes.
 //!
-//! Gauges come from the store's status report at scrape time (outbox depth and
+//! Gauges come from the store's live status at scrape time (outbox depth and
 //! oldest age per stream, downlink lag per stream, dead letters, devices, the cloud
 //! connection); counters of scans are kept here in atomics since start. The
 //! screens add their HTTP request counters. No label ever holds customer data.
 
-use crate::store::status::StatusReport;
+use crate::store::status::LiveStatus;
+use kiosk_ui::prometheus_label as label;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,12 +30,8 @@ pub fn scan_resolved(took: Duration) {
     }
 }
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 /// The metrics text for `report`, read at `now_ms`.
-pub fn render(report: &StatusReport, now_ms: i64) -> String {
+pub fn render(report: &LiveStatus, now_ms: i64) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -104,7 +101,7 @@ pub fn render(report: &StatusReport, now_ms: i64) -> String {
     let _ = writeln!(
         o,
         "# HELP store_agent_dead_letters Rejected inputs kept for a person.\n# TYPE store_agent_dead_letters gauge\nstore_agent_dead_letters {}",
-        report.counts.dead_letters
+        report.dead_letters
     );
     let _ = writeln!(
         o,
@@ -131,17 +128,14 @@ pub fn render(report: &StatusReport, now_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::status::{Counts, DownlinkStatus, OutboxStatus};
+    use crate::store::status::{DownlinkStatus, OutboxStatus};
 
     #[test]
     fn renders_outbox_age_downlink_lag_and_scan_histogram() {
         scan_resolved(Duration::from_micros(1500));
-        let report = StatusReport {
+        let report = LiveStatus {
             schema_version: 6,
-            counts: Counts {
-                dead_letters: 3,
-                ..Counts::default()
-            },
+            dead_letters: 3,
             outbox: vec![OutboxStatus {
                 stream: "pos_transactions".into(),
                 depth: 7,

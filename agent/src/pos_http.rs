@@ -21,7 +21,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
-use firmware_interfaces::poslog::parse_poslog;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -72,29 +71,12 @@ async fn record(
         "application/json" => serde_json::from_slice::<PosTransaction>(&body)
             .map(|t| vec![t])
             .map_err(|e| format!("not a POS transaction in JSON: {e}")),
-        "application/xml" | "text/xml" => match parse_poslog(&body) {
-            Err(e) => Err(format!("not a valid POSLog document: {e}")),
-            Ok(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    crate::spool::to_pos_transaction(
-                        t,
-                        &intake.store_id,
-                        &intake.currency,
-                        intake.store.hasher(),
-                    )
-                    .map_err(|e| {
-                        format!(
-                            "transaction {} (workstation {}, sequence number {}): {e}",
-                            i + 1,
-                            t.workstation_id,
-                            t.sequence_number
-                        )
-                    })
-                })
-                .collect(),
-        },
+        "application/xml" | "text/xml" => crate::spool::poslog_transactions(
+            &body,
+            &intake.store_id,
+            &intake.currency,
+            intake.store.hasher(),
+        ),
         other => {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

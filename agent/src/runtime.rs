@@ -57,7 +57,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
     let (stop_tx, stop_rx) = watch::channel(false);
     let (agent_events, _) = broadcast::channel::<AgentEvent>(256);
     let (screen_events, _) = broadcast::channel::<kiosk_ui::model::ScreenEvent>(256);
-    let (inject_tx, inject_rx) = if config.screens.scan_injection {
+    // Without the HTTP server there are no screens: scans are not looked up for
+    // them and nothing watches for changes to push.
+    let serve_screens = config.http.listen.is_some();
+    let (inject_tx, inject_rx) = if serve_screens && config.screens.scan_injection {
         let (tx, rx) = tokio::sync::mpsc::channel::<crate::screens::Injected>(64);
         (Some(tx), Some(rx))
     } else {
@@ -74,18 +77,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         stop_rx.clone(),
         inject_rx,
     ));
-    parts.spawn(crate::screens::route_scans(
-        agent_events.subscribe(),
-        store.clone(),
-        screen_events.clone(),
-        config.screens.kiosk_devices.iter().cloned().collect(),
-        stop_rx.clone(),
-    ));
-    parts.spawn(crate::screens::watch_changes(
-        store.clone(),
-        screen_events.clone(),
-        stop_rx.clone(),
-    ));
+    if serve_screens {
+        parts.spawn(crate::screens::route_scans(
+            agent_events.subscribe(),
+            store.clone(),
+            screen_events.clone(),
+            config.screens.kiosk_devices.iter().cloned().collect(),
+            stop_rx.clone(),
+        ));
+        parts.spawn(crate::screens::watch_changes(
+            store.clone(),
+            screen_events.clone(),
+            stop_rx.clone(),
+        ));
+    }
     parts.spawn(crate::displays::run(
         config.devices.displays.clone(),
         store.clone(),

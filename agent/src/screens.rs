@@ -56,6 +56,14 @@ impl AgentScreens {
             inject,
         }
     }
+
+    /// Runs a query on the read pool, with the store's errors as the screens' errors.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, DataError> {
+        self.store.reads().read(f).await.map_err(unavailable)
+    }
 }
 
 fn unavailable(e: StoreError) -> DataError {
@@ -69,15 +77,11 @@ fn unavailable(e: StoreError) -> DataError {
 
 impl ScreenData for AgentScreens {
     async fn status(&self) -> Result<StatusBar, DataError> {
-        self.store
-            .reads()
-            .read(queries::status_bar)
-            .await
-            .map_err(unavailable)
+        self.read(queries::status_bar).await
     }
 
     async fn readiness(&self) -> Readiness {
-        match self.store.reads().read(crate::store::status::report).await {
+        match self.store.reads().read(crate::store::status::live).await {
             Ok(report) => Readiness {
                 ready: true,
                 checks: serde_json::json!({
@@ -96,8 +100,8 @@ impl ScreenData for AgentScreens {
     }
 
     async fn metrics(&self) -> String {
-        match self.store.reads().read(crate::store::status::report).await {
-            Ok(report) => crate::metrics::render(&report, now_ms()),
+        match self.store.reads().read(crate::store::status::live).await {
+            Ok(live) => crate::metrics::render(&live, now_ms()),
             Err(e) => format!("# the local store could not be read: {e}\nstore_agent_up 1\n"),
         }
     }
@@ -105,12 +109,7 @@ impl ScreenData for AgentScreens {
     async fn sign_in(&self, associate_id: &str, pin: &str) -> Result<Option<Associate>, DataError> {
         let id = associate_id.to_string();
         let pin = pin.to_string();
-        let found = self
-            .store
-            .reads()
-            .read(move |c| queries::associate_for_sign_in(c, &id))
-            .await
-            .map_err(unavailable)?;
+        let found = self.read(move |c| queries::associate_for_sign_in(c, &id)).await?;
         let id = associate_id.to_string();
         // Argon2 takes tens of milliseconds of CPU: off the async workers.
         tokio::task::spawn_blocking(move || {
@@ -135,47 +134,27 @@ impl ScreenData for AgentScreens {
 
     async fn customer(&self, customer_id: &str) -> Result<Option<CustomerView>, DataError> {
         let id = customer_id.to_string();
-        self.store
-            .reads()
-            .read(move |c| queries::customer_view(c, &id))
-            .await
-            .map_err(unavailable)
+        self.read(move |c| queries::customer_view(c, &id)).await
     }
 
     async fn search_customers(&self, query: &str, limit: u32) -> Result<Vec<CustomerHit>, DataError> {
         let q = query.to_string();
-        self.store
-            .reads()
-            .read(move |c| queries::search_customers(c, &q, limit))
-            .await
-            .map_err(unavailable)
+        self.read(move |c| queries::search_customers(c, &q, limit)).await
     }
 
     async fn product(&self, gtin: &str) -> Result<Option<ProductView>, DataError> {
         let g = gtin.to_string();
-        self.store
-            .reads()
-            .read(move |c| queries::product_by_gtin(c, &g))
-            .await
-            .map_err(unavailable)
+        self.read(move |c| queries::product_by_gtin(c, &g)).await
     }
 
     async fn pickup_queue(&self) -> Result<Vec<QueueEntry>, DataError> {
         let now = now_ms();
-        self.store
-            .reads()
-            .read(move |c| queries::pickup_queue(c, now))
-            .await
-            .map_err(unavailable)
+        self.read(move |c| queries::pickup_queue(c, now)).await
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderView>, DataError> {
         let id = order_id.to_string();
-        self.store
-            .reads()
-            .read(move |c| queries::order_view(c, &id))
-            .await
-            .map_err(unavailable)
+        self.read(move |c| queries::order_view(c, &id)).await
     }
 
     async fn add_to_wishlist(&self, add: WishlistAdd) -> Result<(), DataError> {
@@ -322,7 +301,7 @@ async fn resolve_scan(
             ScanResult::Product { gtin, product }
         }
         ScanKind::OrderCode => {
-            let code = code_text(&scan);
+            let code = scan.data().to_string();
             let hash = store.hasher().pickup_code_hash(&code);
             let order_id = store
                 .reads()
@@ -344,7 +323,7 @@ async fn resolve_scan(
         }
         ScanKind::ReceiptCode => {
             // A receipt code carries the order id after its prefix.
-            let order_id = code_text(&scan);
+            let order_id = scan.data().to_string();
             ScanResult::Order {
                 order: store
                     .reads()
@@ -363,15 +342,6 @@ async fn resolve_scan(
     })
 }
 
-/// The scan's text without its AIM symbology identifier.
-fn code_text(scan: &Scan) -> String {
-    scan.raw
-        .strip_prefix(scan.symbology.as_deref().unwrap_or(""))
-        .unwrap_or(&scan.raw)
-        .trim()
-        .to_string()
-}
-
 /// A pickup code scanned at a kiosk: the customer has arrived.
 async fn check_in(
     store: &Arc<Store>,
@@ -388,15 +358,7 @@ async fn check_in(
             let id = order_id.clone();
             let profile = store
                 .reads()
-                .read(move |c| {
-                    let customer: Option<String> = c
-                        .prepare_cached("SELECT customer_id FROM orders WHERE order_id = ?1")?
-                        .query_row([&id], |r| r.get(0))?;
-                    match customer {
-                        Some(cid) => Ok(queries::customer_view(c, &cid)?.map(|v| v.profile)),
-                        None => Ok(None),
-                    }
-                })
+                .read(move |c| queries::order_customer_profile(c, &id))
                 .await?;
             tracing::info!(order_id = %order_id, "Customer checked in for a pickup at the kiosk.");
             let _ = screens.send(ScreenEvent::CustomerArrived {

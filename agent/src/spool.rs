@@ -471,26 +471,41 @@ fn read_and_map(
     if file.take(limit + 1).read_to_end(&mut bytes).is_err() || bytes.len() as u64 != seen.len {
         return FileVerdict::Changed;
     }
-    let parsed = match parse_poslog(&bytes) {
-        Ok(t) => t,
-        Err(e) => return FileVerdict::Rejected(format!("not a valid POSLog document: {e}")),
-    };
-    let mut mapped = Vec::with_capacity(parsed.len());
-    for (i, t) in parsed.iter().enumerate() {
-        match to_pos_transaction(t, store_id, currency, hasher) {
-            Ok(tx) => mapped.push(tx),
-            Err(e) => {
-                return FileVerdict::Rejected(format!(
+    match poslog_transactions(&bytes, store_id, currency, hasher) {
+        Ok(mapped) => FileVerdict::Transactions(mapped),
+        Err(reason) => FileVerdict::Rejected(reason),
+    }
+}
+
+/// Parses a POSLog document and maps every transaction in it, all or nothing: the
+/// spool folder and `POST /api/v1/pos/transactions` accept the same documents.
+///
+/// # Errors
+///
+/// Why the document cannot be used, naming the transaction (its position,
+/// workstation and sequence number) and the field.
+pub(crate) fn poslog_transactions(
+    bytes: &[u8],
+    store_id: &str,
+    currency: &str,
+    hasher: &KeyedHasher,
+) -> Result<Vec<PosTransaction>, String> {
+    let parsed = parse_poslog(bytes).map_err(|e| format!("not a valid POSLog document: {e}"))?;
+    parsed
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            to_pos_transaction(t, store_id, currency, hasher).map_err(|e| {
+                format!(
                     "transaction {} of {} (workstation {}, sequence number {}): {e}",
                     i + 1,
                     parsed.len(),
                     t.workstation_id,
                     t.sequence_number
-                ));
-            }
-        }
-    }
-    FileVerdict::Transactions(mapped)
+                )
+            })
+        })
+        .collect()
 }
 
 /// Moves `from` into `to_dir` under `name`, or `name` with a `.N` suffix when that

@@ -43,6 +43,14 @@ fn json<T: serde::Serialize>(value: &T) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
+/// `value` as JSON, or 404 with `missing` when the local store has none.
+fn found<T: serde::Serialize>(value: Option<T>, missing: impl FnOnce() -> String) -> ApiResult {
+    match value {
+        Some(v) => json(&v),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, missing())),
+    }
+}
+
 /// Parses a JSON body with an error that says what and where (line, column),
 /// after the session checks (axum's `Json` extractor would run before them).
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -200,13 +208,9 @@ async fn customer<D: ScreenData>(
     Path(id): Path<String>,
 ) -> ApiResult {
     require(&app, &method, &headers, Need::Staff)?;
-    match app.data.customer(&id).await? {
-        Some(view) => json(&view),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no customer {id} in this store's data"),
-        )),
-    }
+    found(app.data.customer(&id).await?, || {
+        format!("no customer {id} in this store's data")
+    })
 }
 
 async fn product<D: ScreenData>(
@@ -216,13 +220,9 @@ async fn product<D: ScreenData>(
     Path(gtin): Path<String>,
 ) -> ApiResult {
     require(&app, &method, &headers, Need::StaffOrKiosk)?;
-    match app.data.product(&gtin).await? {
-        Some(view) => json(&view),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no product {gtin} in the catalogue"),
-        )),
-    }
+    found(app.data.product(&gtin).await?, || {
+        format!("no product {gtin} in the catalogue")
+    })
 }
 
 async fn pickups<D: ScreenData>(
@@ -241,13 +241,9 @@ async fn order<D: ScreenData>(
     Path(id): Path<String>,
 ) -> ApiResult {
     require(&app, &method, &headers, Need::Staff)?;
-    match app.data.order(&id).await? {
-        Some(view) => json(&view),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no order {id} in this store's data"),
-        )),
-    }
+    found(app.data.order(&id).await?, || {
+        format!("no order {id} in this store's data")
+    })
 }
 
 fn kiosk_customer_id(role: &Role) -> Result<String, ApiError> {
@@ -269,13 +265,10 @@ async fn kiosk_me<D: ScreenData>(
 ) -> ApiResult {
     let session = require(&app, &method, &headers, Need::Kiosk)?;
     let id = kiosk_customer_id(&session.role)?;
-    match app.data.customer(&id).await? {
-        Some(view) => json(&KioskCustomer::from_view(&view)),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "the customer is no longer in this store's data",
-        )),
-    }
+    let view = app.data.customer(&id).await?;
+    found(view.as_ref().map(KioskCustomer::from_view), || {
+        "the customer is no longer in this store's data".into()
+    })
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,14 @@ impl Lang {
         }
     }
 
+    /// This language's one of a string's translations.
+    fn pick(self, en: &'static str, de: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::De => de,
+        }
+    }
+
     /// The best match for an `Accept-Language` header, or `fallback`.
     pub fn negotiate(accept_language: Option<&str>, fallback: Lang) -> Lang {
         let Some(header) = accept_language else {
@@ -242,24 +250,14 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
     STRINGS
         .iter()
         .find(|(k, _, _)| *k == key)
-        .map(|(_, en, de)| match lang {
-            Lang::En => *en,
-            Lang::De => *de,
-        })
-        .unwrap_or("?")
+        .map_or("?", |(_, en, de)| lang.pick(en, de))
 }
 
 /// The whole table of `lang` as a JSON object, for the pages' script.
 pub fn table_json(lang: Lang) -> String {
     let map: serde_json::Map<String, serde_json::Value> = STRINGS
         .iter()
-        .map(|(k, en, de)| {
-            let s = match lang {
-                Lang::En => *en,
-                Lang::De => *de,
-            };
-            ((*k).to_string(), serde_json::Value::String(s.to_string()))
-        })
+        .map(|(k, en, de)| ((*k).to_string(), lang.pick(en, de).into()))
         .collect();
     serde_json::Value::Object(map).to_string()
 }
@@ -284,29 +282,22 @@ mod tests {
     fn every_key_the_script_and_templates_use_exists() {
         let sources = [include_str!("../assets/app.js"), include_str!("pages.rs")];
         let mut missing = Vec::new();
+        // The look-up calls: `t("…")` and `t('…')` in the script, `t(lang, "…")` in
+        // the templates.
+        let openers = [("t(\"", '"'), ("t('", '\''), ("t(lang, \"", '"')];
         for src in sources {
-            for quote in ['"', '\''] {
-                let opener = format!("t({quote}");
-                for (i, _) in src.match_indices(&opener) {
+            for (opener, quote) in openers {
+                for (i, _) in src.match_indices(opener) {
                     // Only the look-up function itself, not `expect("…")` or `alert('…')`.
                     let before = src[..i].chars().next_back().unwrap_or(' ');
                     if before.is_alphanumeric() || before == '_' || before == '.' {
                         continue;
                     }
                     let rest = &src[i + opener.len()..];
-                    if let Some(end) = rest.find(quote) {
-                        let key = &rest[..end];
-                        if !STRINGS.iter().any(|(k, _, _)| *k == key) {
-                            missing.push(key.to_string());
-                        }
+                    let key = &rest[..rest.find(quote).unwrap_or(rest.len())];
+                    if !STRINGS.iter().any(|(k, _, _)| *k == key) {
+                        missing.push(key.to_string());
                     }
-                }
-            }
-            for (i, _) in src.match_indices("t(lang, \"") {
-                let rest = &src[i + "t(lang, \"".len()..];
-                let key = &rest[..rest.find('"').unwrap()];
-                if !STRINGS.iter().any(|(k, _, _)| *k == key) {
-                    missing.push(key.to_string());
                 }
             }
         }

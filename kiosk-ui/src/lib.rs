@@ -34,6 +34,7 @@ mod pages;
 mod security;
 
 pub use data::{DataError, Readiness, ScreenData, WishlistAdd};
+pub use security::prometheus_label;
 
 use axum::Router;
 use i18n::Lang;

@@ -17,6 +17,14 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
      connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
+/// `value` escaped for a Prometheus label (backslash, quote, newline).
+pub fn prometheus_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Requests served, by route and status, for `/metrics`.
 #[derive(Default)]
 pub struct HttpMetrics {
@@ -39,7 +47,7 @@ impl HttpMetrics {
         for ((route, status), n) in m.iter() {
             out.push_str(&format!(
                 "store_agent_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}\n",
-                route.replace('\\', "\\\\").replace('"', "\\\"")
+                prometheus_label(route)
             ));
         }
         out

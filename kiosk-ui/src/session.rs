@@ -132,15 +132,11 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.lock();
         let s = map.get_mut(id)?;
-        let idle = now.duration_since(s.last_seen);
-        match &mut s.role {
-            Role::Staff(_) if idle >= self.timeouts.console_idle => {
-                map.remove(id);
-                return None;
-            }
-            Role::Kiosk { customer_id } if idle >= self.timeouts.kiosk_idle => *customer_id = None,
-            _ => {}
+        if matches!(s.role, Role::Staff(_)) && now.duration_since(s.last_seen) >= self.timeouts.console_idle {
+            map.remove(id);
+            return None;
         }
+        self.forget_idle_shopper(s, now);
         s.last_seen = now;
         Some(s.clone())
     }
@@ -186,12 +182,15 @@ impl Sessions {
     pub fn kiosk_idle_expired(&self, id: &str) -> bool {
         let now = Instant::now();
         let mut map = self.lock();
-        match map.get_mut(id) {
-            Some(Session {
-                role: Role::Kiosk { customer_id },
-                last_seen,
-                ..
-            }) if customer_id.is_some() && now.duration_since(*last_seen) >= self.timeouts.kiosk_idle => {
+        map.get_mut(id).is_some_and(|s| self.forget_idle_shopper(s, now))
+    }
+
+    /// Drops a kiosk session's customer once it has been idle for `kiosk_idle`;
+    /// true when it did.
+    fn forget_idle_shopper(&self, s: &mut Session, now: Instant) -> bool {
+        let idle = now.duration_since(s.last_seen) >= self.timeouts.kiosk_idle;
+        match &mut s.role {
+            Role::Kiosk { customer_id } if idle && customer_id.is_some() => {
                 *customer_id = None;
                 true
             }

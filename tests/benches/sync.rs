@@ -298,14 +298,12 @@ async fn publish_all(options: MqttOptions, topic: String, payloads: Vec<Vec<u8>>
     Published { first, last_puback }
 }
 
-/// Subscribes a raw rumqttc client to `topic` at QoS 1 and returns, once the broker granted
-/// it, a task that ends when `n` messages arrived, with the time the last one did.
-async fn count_messages(options: MqttOptions, topic: &str, n: u64) -> tokio::task::JoinHandle<Instant> {
-    let id = options.client_id();
+/// A raw rumqttc client, connected and subscribed to `topic` (the SUBACK seen).
+async fn subscribed(options: MqttOptions, id: &str, topic: &str, qos: QoS) -> (AsyncClient, EventLoop) {
     let (client, mut eventloop) = AsyncClient::new(options, 16);
-    connected(&mut eventloop, &id).await;
+    connected(&mut eventloop, id).await;
     client
-        .subscribe(topic, QoS::AtLeastOnce)
+        .subscribe(topic, qos)
         .await
         .expect("the subscribe request is queued");
     loop {
@@ -315,6 +313,14 @@ async fn count_messages(options: MqttOptions, topic: &str, n: u64) -> tokio::tas
             Err(e) => panic!("{id}: no SUBACK: {e}"),
         }
     }
+    (client, eventloop)
+}
+
+/// Subscribes a raw rumqttc client to `topic` at QoS 1 and returns, once the broker granted
+/// it, a task that ends when `n` messages arrived, with the time the last one did.
+async fn count_messages(options: MqttOptions, topic: &str, n: u64) -> tokio::task::JoinHandle<Instant> {
+    let id = options.client_id();
+    let (client, mut eventloop) = subscribed(options, &id, topic, QoS::AtLeastOnce).await;
     tokio::spawn(async move {
         // The client lives as long as its event loop is polled.
         let _client = client;
@@ -679,19 +685,13 @@ async fn observe(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<Vec<(Instant, Seen)>> {
     let id = options.client_id();
-    let (client, mut eventloop) = AsyncClient::new(options, 16);
-    connected(&mut eventloop, &id).await;
-    client
-        .subscribe(format!("sa/v1/device/{DEVICE_ID}/#"), QoS::AtMostOnce)
-        .await
-        .expect("the subscribe request is queued");
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::SubAck(_))) => break,
-            Ok(_) => {}
-            Err(e) => panic!("{id}: no SUBACK: {e}"),
-        }
-    }
+    let (client, mut eventloop) = subscribed(
+        options,
+        &id,
+        &format!("sa/v1/device/{DEVICE_ID}/#"),
+        QoS::AtMostOnce,
+    )
+    .await;
     tokio::spawn(async move {
         let _client = client;
         let mut seen = Vec::new();

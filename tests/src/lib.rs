@@ -466,13 +466,25 @@ impl RunningAgent {
         self.exited
     }
 
+    /// The address the agent's HTTP server listens on, from its "HTTP server listening."
+    /// log line (the tests configure port 0). Panics with the log when there is none.
+    pub fn http_addr(&self) -> String {
+        let log = self.stderr_so_far();
+        log.lines()
+            .find(|l| l.contains("HTTP server listening."))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no listening address in the log\n{log}"))
+    }
+
     /// Waits until stderr contains `needle`. Returns false if `timeout` passes first or the
     /// process exits without printing it.
     pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> bool {
         self.wait_until(timeout, |agent| agent.stderr_so_far().contains(needle))
     }
 
-    /// Polls `condition` every [`POLL_INTERVAL`] until it holds (true), `timeout` passes or the
+    /// Polls `condition` every `POLL_INTERVAL` until it holds (true), `timeout` passes or the
     /// process exits (false; the condition is checked once more after the exit, so output
     /// printed just before it is not missed).
     pub fn wait_until(&mut self, timeout: Duration, mut condition: impl FnMut(&mut Self) -> bool) -> bool {

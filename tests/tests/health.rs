@@ -1,30 +1,16 @@
 //! The health endpoints of the running agent: /healthz (up), /readyz (database,
 //! devices, sync, outbox) and /metrics (Prometheus text).
 
-use std::io::{Read, Write};
 use std::time::Duration;
 use store_agent_e2e::TestDir;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A plain HTTP/1.1 GET on loopback; returns (status line, body).
+/// A GET on loopback; returns (status code as text, body).
 fn get(addr: &str, path: &str) -> (String, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.lines().next().unwrap_or_default().to_string();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let res = store_agent_e2e::http::request(addr, "GET", path, &[], b"");
+    (res.status.to_string(), res.body)
 }
 
 #[test]
@@ -49,13 +35,7 @@ fn healthz_readyz_and_metrics_report_devices_and_outbox() {
         "the missing scanner is reported\n{}",
         agent.stderr_so_far()
     );
-    let log = agent.stderr_so_far();
-    let addr = log
-        .lines()
-        .find(|l| l.contains("HTTP server listening."))
-        .and_then(|l| l.split("addr=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-        .unwrap_or_else(|| panic!("no listening address in the log\n{log}"));
+    let addr = agent.http_addr();
 
     let (status, body) = get(&addr, "/healthz");
     assert!(status.contains("200"), "{status}");

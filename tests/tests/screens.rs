@@ -44,13 +44,7 @@ fn start(dir: &TestDir) -> Agent {
         "{}",
         agent.stderr_so_far()
     );
-    let log = agent.stderr_so_far();
-    let addr = log
-        .lines()
-        .find(|l| l.contains("HTTP server listening."))
-        .and_then(|l| l.split("addr=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-        .unwrap_or_else(|| panic!("no listening address in the log\n{log}"));
+    let addr = agent.http_addr();
     Agent {
         agent,
         addr,

@@ -94,8 +94,9 @@ pub fn customer_view(conn: &Connection, customer_id: &str) -> Result<Option<Cust
     result
 }
 
-fn customer_view_in_tx(conn: &Connection, customer_id: &str) -> Result<Option<CustomerView>, StoreError> {
-    let profile = conn
+/// A customer's profile alone (no wishlist, cart or orders).
+pub fn customer_profile(conn: &Connection, customer_id: &str) -> Result<Option<CustomerProfile>, StoreError> {
+    Ok(conn
         .prepare_cached(
             "SELECT customer_id, display_name, first_name, last_name, tier, points, preferences, consent,
                     home_store, last_seen_ms
@@ -115,7 +116,28 @@ fn customer_view_in_tx(conn: &Connection, customer_id: &str) -> Result<Option<Cu
                 last_seen_ms: r.get(9)?,
             })
         })
-        .optional()?;
+        .optional()?)
+}
+
+/// The columns [`order_head`] reads, in its order.
+const ORDER_HEAD: &str = "order_id, kind, status, currency, total_minor, placed_at_ms, pickup_deadline_ms";
+
+/// An order row selected with [`ORDER_HEAD`], without its lines.
+fn order_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
+    Ok(OrderView {
+        order_id: r.get(0)?,
+        kind: r.get(1)?,
+        status: r.get(2)?,
+        currency: r.get(3)?,
+        total_minor: r.get(4)?,
+        placed_at_ms: r.get(5)?,
+        pickup_deadline_ms: r.get(6)?,
+        lines: Vec::new(),
+    })
+}
+
+fn customer_view_in_tx(conn: &Connection, customer_id: &str) -> Result<Option<CustomerView>, StoreError> {
+    let profile = customer_profile(conn, customer_id)?;
     let Some(profile) = profile else {
         return Ok(None);
     };
@@ -179,24 +201,12 @@ fn customer_view_in_tx(conn: &Connection, customer_id: &str) -> Result<Option<Cu
     };
 
     let mut open_orders = conn
-        .prepare_cached(
-            "SELECT order_id, kind, status, currency, total_minor, placed_at_ms, pickup_deadline_ms
-             FROM orders
+        .prepare_cached(&format!(
+            "SELECT {ORDER_HEAD} FROM orders
              WHERE customer_id = ?1 AND kind = 'bopis' AND status IN ('ready_for_pickup', 'customer_arrived')
-             ORDER BY placed_at_ms",
-        )?
-        .query_map([customer_id], |r| {
-            Ok(OrderView {
-                order_id: r.get(0)?,
-                kind: r.get(1)?,
-                status: r.get(2)?,
-                currency: r.get(3)?,
-                total_minor: r.get(4)?,
-                placed_at_ms: r.get(5)?,
-                pickup_deadline_ms: r.get(6)?,
-                lines: Vec::new(),
-            })
-        })?
+             ORDER BY placed_at_ms"
+        ))?
+        .query_map([customer_id], order_head)?
         .collect::<Result<Vec<_>, _>>()?;
     for order in &mut open_orders {
         order.lines = order_lines(conn, &order.order_id)?;
@@ -234,22 +244,8 @@ pub fn order_lines(conn: &Connection, order_id: &str) -> Result<Vec<OrderLineVie
 /// An order with its lines.
 pub fn order_view(conn: &Connection, order_id: &str) -> Result<Option<OrderView>, StoreError> {
     let head = conn
-        .prepare_cached(
-            "SELECT order_id, kind, status, currency, total_minor, placed_at_ms, pickup_deadline_ms
-             FROM orders WHERE order_id = ?1",
-        )?
-        .query_row([order_id], |r| {
-            Ok(OrderView {
-                order_id: r.get(0)?,
-                kind: r.get(1)?,
-                status: r.get(2)?,
-                currency: r.get(3)?,
-                total_minor: r.get(4)?,
-                placed_at_ms: r.get(5)?,
-                pickup_deadline_ms: r.get(6)?,
-                lines: Vec::new(),
-            })
-        })
+        .prepare_cached(&format!("SELECT {ORDER_HEAD} FROM orders WHERE order_id = ?1"))?
+        .query_row([order_id], order_head)
         .optional()?;
     match head {
         None => Ok(None),
@@ -257,6 +253,21 @@ pub fn order_view(conn: &Connection, order_id: &str) -> Result<Option<OrderView>
             o.lines = order_lines(conn, order_id)?;
             Ok(Some(o))
         }
+    }
+}
+
+/// The profile of the customer who placed an order, if the order has one.
+pub fn order_customer_profile(
+    conn: &Connection,
+    order_id: &str,
+) -> Result<Option<CustomerProfile>, StoreError> {
+    let customer: Option<Option<String>> = conn
+        .prepare_cached("SELECT customer_id FROM orders WHERE order_id = ?1")?
+        .query_row([order_id], |r| r.get(0))
+        .optional()?;
+    match customer.flatten() {
+        Some(id) => customer_profile(conn, &id),
+        None => Ok(None),
     }
 }
 

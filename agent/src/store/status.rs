@@ -129,6 +129,7 @@ pub fn report(conn: &Connection) -> Result<StatusReport, StoreError> {
 }
 
 fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
+    let live = live_in_tx(conn)?;
     let counts = Counts {
         products: count(conn, "SELECT count(*) FROM products")?,
         stock: count(conn, "SELECT count(*) FROM stock")?,
@@ -144,9 +145,46 @@ fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
         returns: count(conn, "SELECT count(*) FROM returns")?,
         pos_transactions: count(conn, "SELECT count(*) FROM pos_transactions")?,
         associates: count(conn, "SELECT count(*) FROM associates WHERE active = 1")?,
-        dead_letters: count(conn, "SELECT count(*) FROM dead_letters")?,
+        dead_letters: live.dead_letters,
         journal_records: count(conn, "SELECT count(*) FROM journal_records")?,
     };
+    Ok(StatusReport {
+        sync: live.sync,
+        schema_version: live.schema_version,
+        counts,
+        outbox: live.outbox,
+        downlink: live.downlink,
+        devices: live.devices,
+    })
+}
+
+/// What changes while the agent runs, without the row counts (which read whole
+/// tables): what `/readyz` and `/metrics` need on every call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveStatus {
+    /// `PRAGMA user_version`.
+    pub schema_version: u32,
+    /// Per uplink stream.
+    pub outbox: Vec<OutboxStatus>,
+    /// Per downlink stream.
+    pub downlink: Vec<DownlinkStatus>,
+    /// Every device the agent has reported on.
+    pub devices: Vec<super::records::DeviceStatusRecord>,
+    /// The cloud connection (`None`: the sync never ran on this database).
+    pub sync: Option<SyncState>,
+    /// Rows in the dead-letter table.
+    pub dead_letters: i64,
+}
+
+/// Reads the live status in one read transaction.
+pub fn live(conn: &Connection) -> Result<LiveStatus, StoreError> {
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let result = live_in_tx(conn);
+    conn.execute_batch("COMMIT")?;
+    result
+}
+
+fn live_in_tx(conn: &Connection) -> Result<LiveStatus, StoreError> {
     let outbox = conn
         .prepare(
             "SELECT s.stream, count(o.seq), min(o.captured_at_ms), s.last_seq, s.acked_seq, s.acked_at_ms
@@ -209,12 +247,12 @@ fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
         )
         .optional()?
     };
-    Ok(StatusReport {
-        sync,
+    Ok(LiveStatus {
         schema_version,
-        counts,
         outbox,
         downlink,
         devices,
+        sync,
+        dead_letters: count(conn, "SELECT count(*) FROM dead_letters")?,
     })
 }

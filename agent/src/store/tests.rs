@@ -47,11 +47,16 @@ impl Fixture {
         Fixture { dir, store, spec }
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    /// The first column of the first row of `sql`.
+    fn scalar<T: rusqlite::types::FromSql>(&self, sql: &str) -> T {
         self.store
             .reads()
             .with(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
             .unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.scalar(sql)
     }
 
     fn outbox_depth(&self) -> i64 {
@@ -481,17 +486,8 @@ async fn return_outside_window_is_refused_then_recorded_with_manager_override() 
     assert_eq!(f.count("SELECT count(*) FROM returns"), 0);
     assert_eq!(f.outbox_depth(), 0);
 
-    let gtin: String = f
-        .store
-        .reads()
-        .with(|c| {
-            Ok(c.query_row(
-                "SELECT gtin FROM order_lines WHERE order_id = 'WEB-0000001' AND line_no = 1",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let gtin: String =
+        f.scalar("SELECT gtin FROM order_lines WHERE order_id = 'WEB-0000001' AND line_no = 1");
     let on_hand_sql = format!("SELECT coalesce((SELECT on_hand FROM stock WHERE gtin = '{gtin}'), -1)");
     let on_hand_before = f.count(&on_hand_sql);
 
@@ -612,17 +608,8 @@ async fn customer_view_by_card_shows_wishlist_cart_and_open_orders() {
     );
     let blocked = f.count("SELECT count(*) FROM loyalty_cards WHERE status = 'blocked'");
     assert!(blocked > 0);
-    let blocked_hash: Vec<u8> = f
-        .store
-        .reads()
-        .with(|c| {
-            Ok(c.query_row(
-                "SELECT card_hash FROM loyalty_cards WHERE status = 'blocked' LIMIT 1",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let blocked_hash: Vec<u8> =
+        f.scalar("SELECT card_hash FROM loyalty_cards WHERE status = 'blocked' LIMIT 1");
     let blocked_hash: [u8; 32] = blocked_hash.try_into().unwrap();
     assert!(
         f.store
@@ -1197,17 +1184,7 @@ mod downlink {
             ],
         );
         assert_eq!(apply(&f, DownlinkStream::Wishlists, b).await.applied, 2);
-        let present: bool = f
-            .store
-            .reads()
-            .with(|c| {
-                Ok(c.query_row(
-                    "SELECT present FROM wishlist_items WHERE customer_id = 'c-x'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
+        let present: bool = f.scalar("SELECT present FROM wishlist_items WHERE customer_id = 'c-x'");
         assert!(present, "the older remove must lose to the newer add");
     }
 
@@ -1215,20 +1192,12 @@ mod downlink {
     async fn erasure_removes_every_trace_and_is_confirmed_through_the_outbox() {
         let f = Fixture::new().await;
         // A customer with a card, a wishlist, a cart and orders in the sample.
-        let customer: String = f
-            .store
-            .reads()
-            .with(|c| {
-                Ok(c.query_row(
-                    "SELECT c.customer_id FROM customers c
+        let customer: String = f.scalar(
+            "SELECT c.customer_id FROM customers c
                      WHERE EXISTS (SELECT 1 FROM loyalty_cards l WHERE l.customer_id = c.customer_id)
                        AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id)
                      LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
+        );
         let b = batch(
             "erasure",
             &epoch(&f),

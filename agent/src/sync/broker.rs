@@ -324,6 +324,40 @@ mod tests {
         }
     }
 
+    /// Connects `device` (a clean or persistent session), subscribes to `topic`,
+    /// and disconnects cleanly; returns the first CONNACK's `session_present`.
+    async fn subscribe_and_leave(addr: SocketAddr, device: &str, clean: bool, topic: &str) -> bool {
+        let (client, eventloop) = AsyncClient::new(options(device, addr, clean), 16);
+        let (mut rx, task) = drive(eventloop);
+        let present = next(&mut rx, connack).await.session_present;
+        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        next(&mut rx, suback).await;
+        client.disconnect().await.unwrap();
+        // The broker closes the connection once it has handled the DISCONNECT.
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("the connection did not close")
+            .unwrap();
+        present
+    }
+
+    /// Publishes `payload` on `topic` at QoS 1 as the cloud and waits for the PUBACK;
+    /// returns the cloud's client, still connected, to publish more.
+    async fn publish_as_cloud(
+        addr: SocketAddr,
+        topic: &str,
+        payload: &[u8],
+    ) -> (AsyncClient, Receiver<Packet>, tokio::task::JoinHandle<()>) {
+        let (cloud, eventloop) = AsyncClient::new(options("cloud", addr, true), 16);
+        let (mut rx, task) = drive(eventloop);
+        cloud
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .await
+            .unwrap();
+        next(&mut rx, puback).await;
+        (cloud, rx, task)
+    }
+
     #[tokio::test]
     async fn relays_a_100_kib_message_at_qos_1() {
         let broker = EmbeddedBroker::start(any_port()).unwrap();
@@ -359,26 +393,9 @@ mod tests {
         let topic = "sa/v1/device/acme.s0001.pos01/down/ack";
 
         // First connection: a new session, which subscribes and leaves cleanly.
-        let (client, eventloop) = AsyncClient::new(options(device, broker.addr(), false), 16);
-        let (mut rx, task) = drive(eventloop);
-        assert!(!next(&mut rx, connack).await.session_present);
-        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
-        next(&mut rx, suback).await;
-        client.disconnect().await.unwrap();
-        // The broker closes the connection once it has handled the DISCONNECT.
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("the connection did not close")
-            .unwrap();
-
+        assert!(!subscribe_and_leave(broker.addr(), device, false, topic).await);
         // Published while the device is away.
-        let (cloud, eventloop) = AsyncClient::new(options("cloud", broker.addr(), true), 16);
-        let (mut cloud_rx, _cloud_task) = drive(eventloop);
-        cloud
-            .publish(topic, QoS::AtLeastOnce, false, b"while away".to_vec())
-            .await
-            .unwrap();
-        next(&mut cloud_rx, puback).await;
+        let (cloud, _cloud_rx, _cloud_task) = publish_as_cloud(broker.addr(), topic, b"while away").await;
 
         // Back, without subscribing again.
         let (_client, eventloop) = AsyncClient::new(options(device, broker.addr(), false), 16);
@@ -402,23 +419,8 @@ mod tests {
         let broker = EmbeddedBroker::start(any_port()).unwrap();
         let topic = "sa/v1/device/acme.s0001.kiosk1/down/command";
 
-        let (client, eventloop) = AsyncClient::new(options("acme.s0001.kiosk1", broker.addr(), true), 16);
-        let (mut rx, task) = drive(eventloop);
-        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
-        next(&mut rx, suback).await;
-        client.disconnect().await.unwrap();
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("the connection did not close")
-            .unwrap();
-
-        let (cloud, eventloop) = AsyncClient::new(options("cloud", broker.addr(), true), 16);
-        let (mut cloud_rx, _cloud_task) = drive(eventloop);
-        cloud
-            .publish(topic, QoS::AtLeastOnce, false, b"while away".to_vec())
-            .await
-            .unwrap();
-        next(&mut cloud_rx, puback).await;
+        subscribe_and_leave(broker.addr(), "acme.s0001.kiosk1", true, topic).await;
+        let _cloud = publish_as_cloud(broker.addr(), topic, b"while away").await;
 
         let (_client, eventloop) = AsyncClient::new(options("acme.s0001.kiosk1", broker.addr(), true), 16);
         let (mut rx, _task) = drive(eventloop);

@@ -111,6 +111,15 @@ impl Scan {
         self
     }
 
+    /// The scanned data without its AIM symbology identifier, trimmed: a loyalty
+    /// number, a pickup code or a receipt code as printed.
+    pub fn data(&self) -> &str {
+        self.raw
+            .strip_prefix(self.symbology.as_deref().unwrap_or(""))
+            .unwrap_or(&self.raw)
+            .trim()
+    }
+
     /// The text that decodes to the same product again: the 14-digit GTIN, or the
     /// `(AI)data` form of the element strings.
     pub fn canonical_form(&self) -> Option<String> {
