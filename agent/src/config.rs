@@ -374,6 +374,11 @@ pub struct LoggingConfig {
 pub struct ReturnsConfig {
     /// How many days after the purchase an item may be returned. Default 30, from 1 to 3650.
     pub window_days: u32,
+    /// While the store is offline, a return whose refund is above this amount (minor
+    /// units of the store currency) needs a manager's approval: the cloud cannot
+    /// confirm the order's history meanwhile. Default 10000 (100.00 in a two-decimal
+    /// currency); 0 asks for a manager for every offline return.
+    pub offline_limit_minor: i64,
 }
 
 fn default_currency() -> String {
@@ -405,7 +410,10 @@ impl Default for LoggingConfig {
 
 impl Default for ReturnsConfig {
     fn default() -> Self {
-        ReturnsConfig { window_days: 30 }
+        ReturnsConfig {
+            window_days: 30,
+            offline_limit_minor: 10_000,
+        }
     }
 }
 
@@ -945,6 +953,13 @@ impl LoggingConfig {
 impl ReturnsConfig {
     fn check(&self, problems: &mut Vec<ConfigProblem>) {
         check_range(problems, "returns.window_days", self.window_days, 1, 3650);
+        check_range(
+            problems,
+            "returns.offline_limit_minor",
+            self.offline_limit_minor,
+            0,
+            1_000_000_000_000,
+        );
     }
 }
 

@@ -51,6 +51,10 @@ pub struct DevicesConfig {
     /// Customer line displays: `[[devices.displays]]` with a `protocol`, an
     /// optional `code_page` and a `[devices.displays.port]` serial port.
     pub displays: Vec<crate::displays::DisplayDevice>,
+    /// Receipt printers for the counter's slips (BOPIS pickup slip, BORIS return
+    /// receipt): `[[devices.printers]]` with a `[devices.printers.port]` serial port.
+    /// The first one is used.
+    pub printers: Vec<crate::printers::PrinterDevice>,
 }
 
 /// One journal tap: a serial port that sees the bytes going to a receipt printer,
@@ -145,6 +149,10 @@ impl DevicesConfig {
         for (i, display) in self.displays.iter().enumerate() {
             let d = &display.port;
             check(format!("devices.displays[{i}].port"), &d.device_id, d.validate());
+        }
+        for (i, printer) in self.printers.iter().enumerate() {
+            let d = &printer.port;
+            check(format!("devices.printers[{i}].port"), &d.device_id, d.validate());
         }
         out.extend(framing);
         out

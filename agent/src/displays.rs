@@ -109,7 +109,7 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            Some(status) = status_rx.recv() => record_status(status, &store).await,
+            Some(status) = status_rx.recv() => record_status(status, "display", &store).await,
             _ = stopped(shutdown.clone()) => break,
         }
     }
@@ -154,7 +154,9 @@ async fn lines_for(event: &AgentEvent, store: &Store) -> Option<DisplayLines> {
     }
 }
 
-async fn record_status(event: DeviceEvent, store: &Store) {
+/// Records an output device's state change (`kind`: `display`, `printer`) for
+/// `status` and the screens.
+pub(crate) async fn record_status(event: DeviceEvent, kind: &str, store: &Store) {
     let DeviceEventKind::Status(state) = event.kind else {
         return;
     };
@@ -165,12 +167,12 @@ async fn record_status(event: DeviceEvent, store: &Store) {
     };
     let record = DeviceStatusRecord {
         device_id: event.device_id,
-        kind: "display".into(),
+        kind: kind.into(),
         state: name.into(),
         reason,
         updated_at_ms: crate::events::now_ms(),
     };
     if let Err(e) = store.set_device_status(record).await {
-        tracing::error!(error = %e, "Cannot record the display status.");
+        tracing::error!(error = %e, kind, "Cannot record an output device's status.");
     }
 }

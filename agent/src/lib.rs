@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod cloud_sim;
 pub mod config;
+pub mod counter;
 pub mod devices;
 pub mod displays;
 pub mod domain;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod pos_http;
+pub mod printers;
 pub mod runtime;
 pub mod sample;
 pub mod screens;

@@ -97,6 +97,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         agent_events.subscribe(),
         stop_rx.clone(),
     ));
+    let (printer, printing) =
+        crate::printers::start(&config.devices.printers, store.clone(), stop_rx.clone());
+    if let Some(printing) = printing {
+        parts.spawn(printing);
+    }
     if config.spool.path.is_some() {
         let spool = crate::spool::run_spool(
             store.clone(),
@@ -124,7 +129,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
             .local_addr()
             .context("cannot read the HTTP server's address")?;
         tracing::info!(addr = %bound, "HTTP server listening.");
-        let app = screens_router(&config, store.clone(), screen_events.clone(), inject_tx);
+        let counter = crate::counter::CounterOptions {
+            printer: printer.clone(),
+            offline_limit_minor: config.returns.offline_limit_minor,
+        };
+        let app = screens_router(&config, store.clone(), screen_events.clone(), inject_tx, counter);
         let shutdown = devices::stopped(stop_rx.clone());
         parts.spawn(async move {
             let served = axum::serve(
@@ -178,6 +187,7 @@ fn screens_router(
     store: Arc<Store>,
     events: broadcast::Sender<kiosk_ui::model::ScreenEvent>,
     inject: Option<tokio::sync::mpsc::Sender<crate::screens::Injected>>,
+    counter: crate::counter::CounterOptions,
 ) -> axum::Router {
     let s = &config.screens;
     let options = kiosk_ui::UiOptions {
@@ -194,7 +204,7 @@ fn screens_router(
         store_id: config.store.store_id.clone(),
         currency: config.store.currency.clone(),
     });
-    let data = Arc::new(crate::screens::AgentScreens::new(store, events, inject));
+    let data = Arc::new(crate::screens::AgentScreens::new(store, events, inject, counter));
     kiosk_ui::router(data, options, pos)
 }
 

@@ -8,6 +8,7 @@
 //! Injected scans (demo mode, `screens.scan_injection`) come from the virtual
 //! devices [`INJECT_CONSOLE`] and [`INJECT_KIOSK`].
 
+use crate::counter::{Counter, CounterOptions};
 use crate::devices::AgentEvent;
 use crate::domain::bopis::OrderEvent;
 use crate::events::{Captured, now_ms};
@@ -15,8 +16,9 @@ use crate::store::records::{OrderUpdate, WishlistEdit};
 use crate::store::{Store, StoreError, entities, queries};
 use firmware_interfaces::scan::{Scan, ScanKind};
 use kiosk_ui::model::{
-    Associate, CustomerHit, CustomerView, OrderView, ProductView, QueueEntry, ScanResult, ScreenEvent,
-    ScreenKind, StaffRole, StatusBar, masked_name,
+    Associate, CustomerHit, CustomerView, HandOverDone, HandOverRequest, OrderView, ProductView, QueueEntry,
+    ReturnCheck, ReturnDone, ReturnEntry, ScanResult, ScreenEvent, ScreenKind, StaffRole, StatusBar,
+    masked_name,
 };
 use kiosk_ui::{DataError, Readiness, ScreenData, WishlistAdd};
 use std::collections::HashSet;
@@ -40,17 +42,21 @@ pub struct AgentScreens {
     store: Arc<Store>,
     events: broadcast::Sender<ScreenEvent>,
     inject: Option<mpsc::Sender<Injected>>,
+    counter: Counter,
 }
 
 impl AgentScreens {
     /// Screens over `store`, pushing `events`; `inject` is where injected scans go
-    /// (`None`: injection is off).
+    /// (`None`: injection is off); `counter` says how hand-overs and returns print
+    /// and what the offline refund limit is.
     pub fn new(
         store: Arc<Store>,
         events: broadcast::Sender<ScreenEvent>,
         inject: Option<mpsc::Sender<Injected>>,
+        counter: CounterOptions,
     ) -> AgentScreens {
         AgentScreens {
+            counter: Counter::new(store.clone(), counter),
             store,
             events,
             inject,
@@ -62,11 +68,12 @@ impl AgentScreens {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, DataError> {
-        self.store.reads().read(f).await.map_err(unavailable)
+        self.store.reads().read(f).await.map_err(data_error)
     }
 }
 
-fn unavailable(e: StoreError) -> DataError {
+/// The store's errors as the screens' errors.
+pub(crate) fn data_error(e: StoreError) -> DataError {
     match e {
         StoreError::NotFound { .. } => DataError::NotFound(e.to_string()),
         StoreError::Invalid { .. } => DataError::Invalid(e.to_string()),
@@ -157,6 +164,35 @@ impl ScreenData for AgentScreens {
         self.read(move |c| queries::order_view(c, &id)).await
     }
 
+    async fn mark_arrived(&self, order_id: &str, associate_id: &str) -> Result<OrderView, DataError> {
+        let order = self.counter.mark_arrived(order_id, associate_id).await?;
+        let _ = self.events.send(ScreenEvent::OrdersChanged);
+        Ok(order)
+    }
+
+    async fn hand_over(
+        &self,
+        order_id: &str,
+        associate_id: &str,
+        request: HandOverRequest,
+    ) -> Result<HandOverDone, DataError> {
+        let done = self.counter.hand_over(order_id, associate_id, request).await?;
+        let _ = self.events.send(ScreenEvent::OrdersChanged);
+        Ok(done)
+    }
+
+    async fn check_return(&self, entry: &ReturnEntry) -> Result<ReturnCheck, DataError> {
+        self.counter.check_return(entry).await
+    }
+
+    async fn record_return(&self, entry: ReturnEntry) -> Result<Result<ReturnDone, ReturnCheck>, DataError> {
+        self.counter.record_return(entry).await
+    }
+
+    fn has_printer(&self) -> bool {
+        self.counter.has_printer()
+    }
+
     async fn add_to_wishlist(&self, add: WishlistAdd) -> Result<(), DataError> {
         self.store
             .record_wishlist_edit(Captured::now(WishlistEdit {
@@ -167,7 +203,7 @@ impl ScreenData for AgentScreens {
             }))
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(data_error)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ScreenEvent> {

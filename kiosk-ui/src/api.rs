@@ -39,7 +39,7 @@ pub fn routes<D: ScreenData>() -> Router<AppState<D>> {
 
 type ApiResult = Result<Response, ApiError>;
 
-fn json<T: serde::Serialize>(value: &T) -> ApiResult {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
@@ -53,7 +53,7 @@ fn found<T: serde::Serialize>(value: Option<T>, missing: impl FnOnce() -> String
 
 /// Parses a JSON body with an error that says what and where (line, column),
 /// after the session checks (axum's `Json` extractor would run before them).
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
@@ -70,7 +70,7 @@ const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
 impl SignInThrottle {
-    fn locked(&self, id: &str) -> bool {
+    pub(crate) fn locked(&self, id: &str) -> bool {
         let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match m.get(id) {
             Some((n, since)) if since.elapsed() < FAILURE_WINDOW => *n >= MAX_FAILURES,
@@ -82,7 +82,7 @@ impl SignInThrottle {
         }
     }
 
-    fn failed(&self, id: &str) {
+    pub(crate) fn failed(&self, id: &str) {
         let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 10_000 {
             m.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
@@ -91,7 +91,7 @@ impl SignInThrottle {
         e.0 += 1;
     }
 
-    fn succeeded(&self, id: &str) {
+    pub(crate) fn succeeded(&self, id: &str) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 }

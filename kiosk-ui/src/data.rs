@@ -2,8 +2,8 @@
 //! its local store; the screens never touch SQLite, MQTT or devices themselves.
 
 use crate::model::{
-    Associate, CustomerHit, CustomerView, OrderView, ProductView, QueueEntry, ScreenEvent, ScreenKind,
-    StatusBar,
+    Associate, CustomerHit, CustomerView, HandOverDone, HandOverRequest, OrderView, ProductView, QueueEntry,
+    ReturnCheck, ReturnDone, ReturnEntry, ScreenEvent, ScreenKind, StatusBar,
 };
 use std::future::Future;
 use thiserror::Error;
@@ -83,6 +83,35 @@ pub trait ScreenData: Send + Sync + 'static {
     fn pickup_queue(&self) -> impl Future<Output = Result<Vec<QueueEntry>, DataError>> + Send;
     /// An order with its lines.
     fn order(&self, order_id: &str) -> impl Future<Output = Result<Option<OrderView>, DataError>> + Send;
+    /// Marks the customer of a BOPIS order as arrived at the counter (queued for
+    /// the cloud); returns the order as it is now.
+    fn mark_arrived(
+        &self,
+        order_id: &str,
+        associate_id: &str,
+    ) -> impl Future<Output = Result<OrderView, DataError>> + Send;
+    /// Records a BOPIS hand-over (queued for the cloud) and prints the slip when
+    /// asked and a printer is configured.
+    fn hand_over(
+        &self,
+        order_id: &str,
+        associate_id: &str,
+        request: HandOverRequest,
+    ) -> impl Future<Output = Result<HandOverDone, DataError>> + Send;
+    /// What the return policy (and the offline limit) says about `entry`, without
+    /// recording anything.
+    fn check_return(
+        &self,
+        entry: &ReturnEntry,
+    ) -> impl Future<Output = Result<ReturnCheck, DataError>> + Send;
+    /// Records a return (queued for the cloud) when the check allows it; `Err(check)`
+    /// inside `Ok` when it does not, with the reasons.
+    fn record_return(
+        &self,
+        entry: ReturnEntry,
+    ) -> impl Future<Output = Result<Result<ReturnDone, ReturnCheck>, DataError>> + Send;
+    /// Whether a receipt printer is configured (the screens offer printing).
+    fn has_printer(&self) -> bool;
     /// Adds an item to a wishlist (queued for the cloud).
     fn add_to_wishlist(&self, add: WishlistAdd) -> impl Future<Output = Result<(), DataError>> + Send;
     /// Live events for the screens. Each subscriber gets every event from now on.

@@ -28,6 +28,7 @@ pub mod session;
 
 mod api;
 mod assets;
+mod counter;
 mod events;
 mod openapi;
 mod pages;
@@ -101,6 +102,7 @@ pub fn router<D: ScreenData>(data: Arc<D>, options: UiOptions, extra: Router) ->
     });
     let routes = pages::routes::<D>()
         .merge(api::routes::<D>())
+        .merge(counter::routes::<D>())
         .merge(events::routes::<D>())
         .merge(assets::routes::<D>())
         .with_state(state.clone());

@@ -129,6 +129,8 @@ pub struct OrderLineView {
     pub qty_ordered: u32,
     /// Units already returned.
     pub qty_returned: u32,
+    /// Units the customer refused at a BOPIS hand-over (never received).
+    pub qty_refused: u32,
     /// Price per unit.
     pub unit_price_minor: i64,
     /// Final sale.
@@ -152,6 +154,9 @@ pub struct OrderView {
     pub placed_at_ms: i64,
     /// Pickup deadline.
     pub pickup_deadline_ms: Option<i64>,
+    /// When the customer received it (delivery or hand-over), Unix ms; the return
+    /// window counts from here.
+    pub fulfilled_at_ms: Option<i64>,
     /// Lines.
     pub lines: Vec<OrderLineView>,
 }
@@ -167,6 +172,143 @@ pub struct CustomerView {
     pub cart: Option<CartView>,
     /// BOPIS orders waiting for pickup.
     pub open_orders: Vec<OrderView>,
+    /// Online orders the customer received (delivered or picked up), newest
+    /// first, at most 10: where a BORIS return starts.
+    pub recent_orders: Vec<OrderView>,
+    /// Purchases in this store (POS transactions linked to the customer), newest
+    /// first, at most 10.
+    pub recent_purchases: Vec<PurchaseView>,
+}
+
+/// A purchase at this store's tills, as the customer panel lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseView {
+    /// The POS transaction id.
+    pub tx_id: String,
+    /// `sale` or `return`.
+    pub kind: String,
+    /// When it happened (the till's time, else when it was recorded), Unix ms.
+    pub at_ms: i64,
+    /// Total, minor units (negative for a return).
+    pub total_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Item lines.
+    pub items: u32,
+}
+
+/// A BOPIS hand-over as the console asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandOverRequest {
+    /// Order lines the customer refused (none: everything was taken; all: the
+    /// order is refused).
+    #[serde(default)]
+    pub refused_lines: Vec<u32>,
+    /// The associate checked the customer's ID. Required: a hand-over without it
+    /// is refused.
+    pub id_checked: bool,
+    /// Print the pickup slip on the receipt printer.
+    #[serde(default)]
+    pub print_slip: bool,
+}
+
+/// A hand-over that was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandOverDone {
+    /// The order as it is now.
+    pub order: OrderView,
+    /// The slip went to the printer.
+    pub printed: bool,
+}
+
+/// One order line being returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnLine {
+    /// The order line.
+    pub line_no: u32,
+    /// Units returned.
+    pub qty: u32,
+}
+
+/// A manager's approval of a return the policy or the offline limit would stop,
+/// as the screens checked it: the manager is signed in here, or gave their PIN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerApproval {
+    /// The manager who approved.
+    pub manager_id: String,
+    /// Why, in the manager's words.
+    pub reason: String,
+}
+
+/// A BORIS return as the console enters it (the approval already verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnEntry {
+    /// The online order.
+    pub order_id: String,
+    /// Lines and quantities.
+    pub lines: Vec<ReturnLine>,
+    /// Why the customer returns the items (a code from the screen's list).
+    pub reason: String,
+    /// The condition the associate found (a code from the screen's list).
+    pub condition: String,
+    /// `restock` or `damaged`.
+    pub disposition: String,
+    /// How the cloud refunds (a code from the screen's list).
+    pub refund_method: String,
+    /// The associate taking the return.
+    pub associate_id: String,
+    /// A manager's approval, when one was given.
+    pub approval: Option<ManagerApproval>,
+    /// Print the return receipt.
+    pub print_receipt: bool,
+}
+
+/// One finding of the return check, for the screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnReason {
+    /// Machine-readable code (`outside_window`, `final_sale`, `exceeds_remaining`,
+    /// `offline_limit`, …).
+    pub code: String,
+    /// The sentence to show.
+    pub text: String,
+    /// A manager may approve the return despite it.
+    pub overridable: bool,
+}
+
+/// What the return policy says about a return, before or when it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnCheck {
+    /// The return may be recorded as it stands.
+    pub allowed: bool,
+    /// What stops it.
+    pub blocking: Vec<ReturnReason>,
+    /// What a manager's approval lifted (kept for the record).
+    pub overridden: Vec<ReturnReason>,
+    /// The refund, minor units.
+    pub refund_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Everything that blocks can be lifted by a manager's approval.
+    pub manager_can_approve: bool,
+    /// The store is offline and the refund is above the offline limit.
+    pub offline_limit_exceeded: bool,
+}
+
+/// A recorded return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnDone {
+    /// The return's id (its idempotency key), printed as a barcode on the receipt.
+    pub return_id: String,
+    /// The refund, minor units.
+    pub refund_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The reasons a manager's approval lifted, as sentences.
+    pub overridden: Vec<String>,
+    /// The receipt went to the printer.
+    pub printed: bool,
 }
 
 /// The status bar every screen shows.

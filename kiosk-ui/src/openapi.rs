@@ -30,10 +30,34 @@ pub const DOCUMENT: &str = r##"{
         "pickup_deadline_ms": { "type": ["integer", "null"] }, "lines": { "type": "array", "items": { "type": "object" } } } },
       "Customer": { "type": "object", "description": "Profile, wishlist with stock here, online cart, open BOPIS orders.",
         "properties": { "profile": { "type": "object" }, "wishlist": { "type": "array" }, "cart": { "type": ["object", "null"] },
-          "open_orders": { "type": "array", "items": { "$ref": "#/components/schemas/Order" } } } },
+          "open_orders": { "type": "array", "items": { "$ref": "#/components/schemas/Order" } },
+          "recent_orders": { "type": "array", "items": { "$ref": "#/components/schemas/Order" } },
+          "recent_purchases": { "type": "array", "items": { "type": "object" } } } },
       "KioskCustomer": { "type": "object", "description": "Masked: first name and last initial, no contact data.",
         "properties": { "greeting": { "type": "string" }, "tier": { "type": ["string", "null"] }, "points": { "type": "integer" },
           "wishlist": { "type": "array" }, "cart": { "type": ["object", "null"] } } },
+      "HandOver": { "type": "object", "required": ["id_checked"], "properties": {
+        "refused_lines": { "type": "array", "items": { "type": "integer", "minimum": 0 } },
+        "id_checked": { "type": "boolean" }, "print_slip": { "type": "boolean" } } },
+      "Return": { "type": "object", "required": ["order_id", "lines"], "properties": {
+        "order_id": { "type": "string" },
+        "lines": { "type": "array", "items": { "type": "object", "required": ["line_no", "qty"],
+          "properties": { "line_no": { "type": "integer", "minimum": 0 }, "qty": { "type": "integer", "minimum": 0 } } } },
+        "reason": { "enum": ["wrong_size", "not_as_described", "defective", "damaged_in_transit", "changed_mind", "other"] },
+        "condition": { "enum": ["unopened", "like_new", "used", "damaged"] },
+        "disposition": { "enum": ["restock", "damaged"] },
+        "refund_method": { "enum": ["original_tender", "gift_card", "store_credit"] },
+        "approval": { "type": "object", "required": ["reason"], "description": "A manager's override: the signed-in manager, or manager_id and pin",
+          "properties": { "manager_id": { "type": "string" }, "pin": { "type": "string" }, "reason": { "type": "string" } } },
+        "print_receipt": { "type": "boolean" } } },
+      "ReturnCheck": { "type": "object", "properties": {
+        "allowed": { "type": "boolean" },
+        "blocking": { "type": "array", "items": { "$ref": "#/components/schemas/ReturnReason" } },
+        "overridden": { "type": "array", "items": { "$ref": "#/components/schemas/ReturnReason" } },
+        "refund_minor": { "type": "integer" }, "currency": { "type": "string" },
+        "manager_can_approve": { "type": "boolean" }, "offline_limit_exceeded": { "type": "boolean" } } },
+      "ReturnReason": { "type": "object", "properties": {
+        "code": { "type": "string" }, "text": { "type": "string" }, "overridable": { "type": "boolean" } } },
       "Status": { "type": "object", "properties": {
         "online": { "type": "boolean" }, "since_ms": { "type": ["integer", "null"] }, "data_as_of_ms": { "type": ["integer", "null"] },
         "events_waiting": { "type": "integer" }, "devices_total": { "type": "integer" }, "devices_connected": { "type": "integer" } } }
@@ -67,6 +91,35 @@ pub const DOCUMENT: &str = r##"{
     "/api/v1/orders/{id}": { "get": { "summary": "An online order with its lines (staff)", "security": [{ "session": [] }],
       "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
       "responses": { "200": { "description": "Order", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } } }, "404": { "description": "Unknown order" } } } },
+    "/api/v1/orders/{id}/arrived": { "post": { "summary": "The BOPIS customer is at the counter (queued for the cloud as customer_arrived) (staff)",
+      "security": [{ "session": [], "csrf": [] }],
+      "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+      "responses": { "200": { "description": "The order as it is now", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Order" } } } },
+        "404": { "description": "Unknown order" }, "409": { "description": "Not allowed in the order's status" } } } },
+    "/api/v1/orders/{id}/handover": { "post": { "summary": "Hand a BOPIS order over, in full, in part (refused lines) or refused (every line refused); queued for the cloud (staff)",
+      "security": [{ "session": [], "csrf": [] }],
+      "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+      "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HandOver" } } } },
+      "responses": { "200": { "description": "Recorded", "content": { "application/json": { "schema": { "type": "object",
+          "properties": { "order": { "$ref": "#/components/schemas/Order" }, "printed": { "type": "boolean" } } } } } },
+        "400": { "description": "id_checked is not true, or the body is malformed" }, "404": { "description": "Unknown order" },
+        "409": { "description": "Not allowed in the order's status" } } } },
+    "/api/v1/returns/check": { "post": { "summary": "What the return policy and the offline limit say about a BORIS return, without recording it (staff)",
+      "security": [{ "session": [], "csrf": [] }],
+      "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Return" } } } },
+      "responses": { "200": { "description": "The decision", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ReturnCheck" } } } },
+        "401": { "description": "Manager ID or PIN wrong" }, "403": { "description": "The approver is not a manager" }, "404": { "description": "Unknown order" },
+        "429": { "description": "Too many wrong PINs for this manager" } } } },
+    "/api/v1/returns": { "post": { "summary": "Record a BORIS return (queued for the cloud) and print its receipt when asked (staff)",
+      "security": [{ "session": [], "csrf": [] }],
+      "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Return" } } } },
+      "responses": { "201": { "description": "Recorded", "content": { "application/json": { "schema": { "type": "object",
+          "properties": { "return_id": { "type": "string" }, "refund_minor": { "type": "integer" }, "currency": { "type": "string" },
+            "overridden": { "type": "array", "items": { "type": "string" } }, "printed": { "type": "boolean" } } } } } },
+        "400": { "description": "A code is not one of the listed values, or the body is malformed" },
+        "401": { "description": "Manager ID or PIN wrong" }, "403": { "description": "The approver is not a manager" }, "404": { "description": "Unknown order" },
+        "409": { "description": "The policy refuses the return; the body has error and check (a ReturnCheck)" },
+        "429": { "description": "Too many wrong PINs for this manager" } } } },
     "/api/v1/kiosk/me": { "get": { "summary": "The customer who identified at this kiosk (masked)", "security": [{ "session": [] }],
       "responses": { "200": { "description": "Masked customer", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/KioskCustomer" } } } },
         "403": { "description": "Not a kiosk session" }, "404": { "description": "Nobody identified, or the idle timeout passed" } } } },
@@ -97,7 +150,11 @@ mod tests {
     fn the_document_is_valid_json_and_names_every_api_route() {
         let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        let sources = [include_str!("api.rs"), include_str!("events.rs")];
+        let sources = [
+            include_str!("api.rs"),
+            include_str!("events.rs"),
+            include_str!("counter.rs"),
+        ];
         let mut routed = Vec::new();
         for src in sources {
             for (i, _) in src.match_indices(".route(") {
@@ -115,6 +172,27 @@ mod tests {
                 routed.contains(p) || p == "/api/v1/pos/transactions",
                 "{p} is documented but not routed by kiosk-ui"
             );
+        }
+    }
+
+    #[test]
+    fn the_return_codes_are_the_ones_the_server_accepts() {
+        use crate::counter::{DISPOSITIONS, REFUND_METHODS, RETURN_CONDITIONS, RETURN_REASONS};
+        let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
+        let props = &doc["components"]["schemas"]["Return"]["properties"];
+        for (field, codes) in [
+            ("reason", RETURN_REASONS),
+            ("condition", RETURN_CONDITIONS),
+            ("disposition", DISPOSITIONS),
+            ("refund_method", REFUND_METHODS),
+        ] {
+            let listed: Vec<&str> = props[field]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{field} has no enum"))
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(listed, codes, "{field}");
         }
     }
 }

@@ -120,7 +120,8 @@ pub fn customer_profile(conn: &Connection, customer_id: &str) -> Result<Option<C
 }
 
 /// The columns [`order_head`] reads, in its order.
-const ORDER_HEAD: &str = "order_id, kind, status, currency, total_minor, placed_at_ms, pickup_deadline_ms";
+const ORDER_HEAD: &str =
+    "order_id, kind, status, currency, total_minor, placed_at_ms, pickup_deadline_ms, fulfilled_at_ms";
 
 /// An order row selected with [`ORDER_HEAD`], without its lines.
 fn order_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
@@ -132,6 +133,7 @@ fn order_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderView> {
         total_minor: r.get(4)?,
         placed_at_ms: r.get(5)?,
         pickup_deadline_ms: r.get(6)?,
+        fulfilled_at_ms: r.get(7)?,
         lines: Vec::new(),
     })
 }
@@ -212,11 +214,45 @@ fn customer_view_in_tx(conn: &Connection, customer_id: &str) -> Result<Option<Cu
         order.lines = order_lines(conn, &order.order_id)?;
     }
 
+    // Received online orders: where a return starts.
+    let mut recent_orders = conn
+        .prepare_cached(&format!(
+            "SELECT {ORDER_HEAD} FROM orders
+             WHERE customer_id = ?1 AND fulfilled_at_ms IS NOT NULL
+             ORDER BY fulfilled_at_ms DESC LIMIT 10"
+        ))?
+        .query_map([customer_id], order_head)?
+        .collect::<Result<Vec<_>, _>>()?;
+    for order in &mut recent_orders {
+        order.lines = order_lines(conn, &order.order_id)?;
+    }
+
+    let recent_purchases = conn
+        .prepare_cached(
+            "SELECT t.tx_id, t.kind, coalesce(t.occurred_at_ms, t.recorded_at_ms), t.total_minor, t.currency,
+                    (SELECT count(*) FROM pos_lines l WHERE l.tx_id = t.tx_id AND l.kind IN ('sale', 'return'))
+             FROM pos_transactions t WHERE t.customer_id = ?1
+             ORDER BY coalesce(t.occurred_at_ms, t.recorded_at_ms) DESC LIMIT 10",
+        )?
+        .query_map([customer_id], |r| {
+            Ok(kiosk_ui::model::PurchaseView {
+                tx_id: r.get(0)?,
+                kind: r.get(1)?,
+                at_ms: r.get(2)?,
+                total_minor: r.get(3)?,
+                currency: r.get(4)?,
+                items: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
     Ok(Some(CustomerView {
         profile,
         wishlist,
         cart,
         open_orders,
+        recent_orders,
+        recent_purchases,
     }))
 }
 
@@ -224,7 +260,7 @@ fn customer_view_in_tx(conn: &Connection, customer_id: &str) -> Result<Option<Cu
 pub fn order_lines(conn: &Connection, order_id: &str) -> Result<Vec<OrderLineView>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT line_no, gtin, name, qty_ordered, qty_returned, unit_price_minor, final_sale
+            "SELECT line_no, gtin, name, qty_ordered, qty_returned, unit_price_minor, final_sale, qty_refused
              FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
         )?
         .query_map(params![order_id], |r| {
@@ -236,6 +272,7 @@ pub fn order_lines(conn: &Connection, order_id: &str) -> Result<Vec<OrderLineVie
                 qty_returned: r.get(4)?,
                 unit_price_minor: r.get(5)?,
                 final_sale: r.get(6)?,
+                qty_refused: r.get(7)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?)

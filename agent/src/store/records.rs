@@ -418,6 +418,41 @@ struct ReturnPayload<'a> {
     overridden: Vec<String>,
 }
 
+/// An online order as the return policy sees it: when it was received, its
+/// currency, and its lines with what is left to return (refused units were never
+/// received). Read by the return check of the screens and inside `record_return`'s
+/// transaction, so both judge the same facts.
+pub fn returnable_order(
+    conn: &Connection,
+    order_id: &str,
+) -> Result<(Option<i64>, String, Vec<ReturnableLine>), StoreError> {
+    let (fulfilled_at_ms, currency): (Option<i64>, String) = conn
+        .prepare_cached("SELECT fulfilled_at_ms, currency FROM orders WHERE order_id = ?1")?
+        .query_row([order_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "order",
+            id: order_id.to_string(),
+        })?;
+    let lines: Vec<ReturnableLine> = conn
+        .prepare_cached(
+            "SELECT line_no, gtin, qty_ordered - qty_refused, qty_returned, final_sale, unit_price_minor
+             FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
+        )?
+        .query_map([order_id], |row| {
+            Ok(ReturnableLine {
+                line_no: row.get(0)?,
+                gtin: row.get(1)?,
+                ordered_qty: row.get(2)?,
+                returned_qty: row.get(3)?,
+                final_sale: row.get(4)?,
+                unit_price_minor: row.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok((fulfilled_at_ms, currency, lines))
+}
+
 pub(super) fn record_return(
     conn: &mut Connection,
     policy: &ReturnPolicy,
@@ -444,30 +479,7 @@ pub(super) fn record_return(
             // Checked and written the first time it arrived.
             return Ok(Applied::AlreadyRecorded);
         }
-        let (fulfilled_at_ms, currency): (Option<i64>, String) = tx
-            .prepare_cached("SELECT fulfilled_at_ms, currency FROM orders WHERE order_id = ?1")?
-            .query_row([&r.order_id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "order",
-                id: r.order_id.clone(),
-            })?;
-        let lines: Vec<ReturnableLine> = tx
-            .prepare_cached(
-                "SELECT line_no, gtin, qty_ordered - qty_refused, qty_returned, final_sale, unit_price_minor
-                 FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
-            )?
-            .query_map([&r.order_id], |row| {
-                Ok(ReturnableLine {
-                    line_no: row.get(0)?,
-                    gtin: row.get(1)?,
-                    ordered_qty: row.get(2)?,
-                    returned_qty: row.get(3)?,
-                    final_sale: row.get(4)?,
-                    unit_price_minor: row.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let (fulfilled_at_ms, currency, lines) = returnable_order(tx, &r.order_id)?;
         let decision = policy.check(
             &ReturnableOrder {
                 fulfilled_at_ms,
