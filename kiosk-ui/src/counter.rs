@@ -114,13 +114,18 @@ struct ApprovalBody {
     reason: String,
 }
 
-/// The body as a [`ReturnEntry`], with the approval verified.
+/// The staff session's return request as a [`ReturnEntry`], with the approval
+/// verified.
 async fn entry<D: ScreenData>(
     app: &AppState<D>,
-    staff_id: &str,
-    staff_role: StaffRole,
-    body: ReturnBody,
+    method: &Method,
+    headers: &HeaderMap,
+    bytes: &[u8],
 ) -> Result<ReturnEntry, ApiError> {
+    let session = require(app, method, headers, Need::Staff)?;
+    let staff = session.staff().cloned().expect("a staff session");
+    let (staff_id, staff_role) = (staff.associate_id.as_str(), staff.role);
+    let body: ReturnBody = body(bytes)?;
     if body.order_id.trim().is_empty() || body.order_id.len() > 128 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "order_id is required"));
     }
@@ -229,10 +234,7 @@ async fn check_return<D: ScreenData>(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let session = require(&app, &method, &headers, Need::Staff)?;
-    let staff = session.staff().cloned().expect("a staff session");
-    let req: ReturnBody = body(&bytes)?;
-    let entry = entry(&app, &staff.associate_id, staff.role, req).await?;
+    let entry = entry(&app, &method, &headers, &bytes).await?;
     json(&app.data.check_return(&entry).await?)
 }
 
@@ -242,10 +244,7 @@ async fn record_return<D: ScreenData>(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> ApiResult {
-    let session = require(&app, &method, &headers, Need::Staff)?;
-    let staff = session.staff().cloned().expect("a staff session");
-    let req: ReturnBody = body(&bytes)?;
-    let entry = entry(&app, &staff.associate_id, staff.role, req).await?;
+    let entry = entry(&app, &method, &headers, &bytes).await?;
     check_codes(&entry)?;
     let order_id = entry.order_id.clone();
     match app.data.record_return(entry).await? {
