@@ -82,7 +82,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
             agent_events.subscribe(),
             store.clone(),
             screen_events.clone(),
-            config.screens.kiosk_devices.iter().cloned().collect(),
+            crate::screens::ScanRouting {
+                kiosk_devices: config.screens.kiosk_devices.iter().cloned().collect(),
+                receipt_prefixes: config.scan.receipt_code_prefixes.clone(),
+            },
             stop_rx.clone(),
         ));
         parts.spawn(crate::screens::watch_changes(

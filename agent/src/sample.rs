@@ -183,6 +183,17 @@ pub fn customer_id(i: u64) -> String {
     format!("C{:08}", i + 1)
 }
 
+/// The e-mail address of customer `i` (only its keyed hash is in the data).
+pub fn customer_email(i: u64) -> String {
+    format!("customer{}@example.com", i + 1)
+}
+
+/// The phone number of customer `i` (only its keyed hash and last four digits are
+/// in the data).
+pub fn customer_phone(i: u64) -> String {
+    format!("+49 170 {:07}", i + 1)
+}
+
 /// The loyalty card number of customer `i`: 16 digits starting with 9 (never a
 /// payment-card range), Luhn check digit last.
 pub fn card_number(seed: u64, i: u64) -> String {
@@ -331,7 +342,7 @@ fn stock_record(spec: &SampleSpec, i: u64, reserved: i64) -> Option<StockRecord>
     })
 }
 
-fn customer_record(spec: &SampleSpec, i: u64) -> CustomerRecord {
+fn customer_record(spec: &SampleSpec, hasher: &KeyedHasher, i: u64) -> CustomerRecord {
     let mut r = Rng::for_entity(spec.seed, K_CUSTOMER, i);
     let first = r.pick(FIRST);
     let last = r.pick(LAST);
@@ -365,6 +376,9 @@ fn customer_record(spec: &SampleSpec, i: u64) -> CustomerRecord {
             format!("store-{:03}", 2 + r.below(40))
         }),
         last_seen_ms: Some(spec.reference_time_ms - r.below(90 * 86_400_000) as i64),
+        email_hash: Some(hex::encode(hasher.email_hash(&customer_email(i)))),
+        phone_hash: Some(hex::encode(hasher.phone_hash(&customer_phone(i)))),
+        phone_last4: Some(format!("{:04}", (i + 1) % 10_000)),
     }
 }
 
@@ -625,7 +639,7 @@ pub fn write_snapshot<W: Write>(
         put(
             &mut w,
             "customers",
-            SnapshotRecord::Customer(customer_record(spec, i)),
+            SnapshotRecord::Customer(customer_record(spec, hasher, i)),
         )?;
         put(
             &mut w,

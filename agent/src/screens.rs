@@ -145,7 +145,7 @@ impl ScreenData for AgentScreens {
     }
 
     async fn search_customers(&self, query: &str, limit: u32) -> Result<Vec<CustomerHit>, DataError> {
-        let q = query.to_string();
+        let q = queries::CustomerQuery::parse(self.store.hasher(), query);
         self.read(move |c| queries::search_customers(c, &q, limit)).await
     }
 
@@ -235,11 +235,32 @@ fn dummy_hash() -> &'static str {
 }
 
 /// Turns device events into screen events until `stop`.
+/// What the scan router needs from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRouting {
+    /// Scanners whose scans go to the kiosk screen.
+    pub kiosk_devices: HashSet<String>,
+    /// `scan.receipt_code_prefixes`: stripped before an order is looked up.
+    pub receipt_prefixes: Vec<String>,
+}
+
+impl ScanRouting {
+    /// The order id in a receipt code: the code without its longest configured
+    /// prefix.
+    pub fn order_id_of_receipt_code<'a>(&self, code: &'a str) -> &'a str {
+        self.receipt_prefixes
+            .iter()
+            .filter(|p| code.starts_with(p.as_str()))
+            .max_by_key(|p| p.len())
+            .map_or(code, |p| &code[p.len()..])
+    }
+}
+
 pub async fn route_scans(
     mut devices: broadcast::Receiver<AgentEvent>,
     store: Arc<Store>,
     screens: broadcast::Sender<ScreenEvent>,
-    kiosk_devices: HashSet<String>,
+    routing: ScanRouting,
     stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -259,13 +280,13 @@ pub async fn route_scans(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let device_id = device_of(&event).to_string();
-        let screen = if kiosk_devices.contains(&device_id) || device_id == INJECT_KIOSK {
+        let screen = if routing.kiosk_devices.contains(&device_id) || device_id == INJECT_KIOSK {
             ScreenKind::Kiosk
         } else {
             ScreenKind::Console
         };
         let started = std::time::Instant::now();
-        let result = resolve(event, screen, &store, &screens).await;
+        let result = resolve(event, screen, &routing, &store, &screens).await;
         crate::metrics::scan_resolved(started.elapsed());
         let _ = screens.send(ScreenEvent::Scan {
             screen,
@@ -288,6 +309,7 @@ fn device_of(e: &AgentEvent) -> &str {
 async fn resolve(
     event: AgentEvent,
     screen: ScreenKind,
+    routing: &ScanRouting,
     store: &Arc<Store>,
     screens: &broadcast::Sender<ScreenEvent>,
 ) -> ScanResult {
@@ -314,7 +336,7 @@ async fn resolve(
         AgentEvent::UnknownCard { .. } => ScanResult::UnknownCard,
         AgentEvent::PaymentCardRejected { .. } => ScanResult::PaymentCardRejected,
         AgentEvent::UnreadableSwipe { reason, .. } => ScanResult::Unreadable { message: reason },
-        AgentEvent::Scanned { scan, .. } => resolve_scan(*scan, screen, store, screens)
+        AgentEvent::Scanned { scan, .. } => resolve_scan(*scan, screen, routing, store, screens)
             .await
             .unwrap_or_else(failed),
     }
@@ -323,6 +345,7 @@ async fn resolve(
 async fn resolve_scan(
     scan: Scan,
     screen: ScreenKind,
+    routing: &ScanRouting,
     store: &Arc<Store>,
     screens: &broadcast::Sender<ScreenEvent>,
 ) -> Result<ScanResult, StoreError> {
@@ -358,12 +381,18 @@ async fn resolve_scan(
             }
         }
         ScanKind::ReceiptCode => {
-            // A receipt code carries the order id after its prefix.
-            let order_id = scan.data().to_string();
+            // A receipt code carries the order id after its prefix; an order id
+            // that itself starts with the prefix is found by the whole code.
+            let code = scan.data().to_string();
+            let stripped = routing.order_id_of_receipt_code(&code).to_string();
             ScanResult::Order {
                 order: store
                     .reads()
-                    .read(move |c| queries::order_view(c, &order_id))
+                    .read(move |c| match queries::order_view(c, &stripped)? {
+                        Some(o) => Ok(Some(o)),
+                        None if stripped != code => queries::order_view(c, &code),
+                        None => Ok(None),
+                    })
                     .await?,
             }
         }
@@ -445,5 +474,25 @@ pub async fn watch_changes(
             let _ = screens.send(ScreenEvent::OrdersChanged);
         }
         last_queue = Some(queue);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScanRouting;
+
+    #[test]
+    fn receipt_codes_lose_their_longest_prefix() {
+        let routing = ScanRouting {
+            receipt_prefixes: vec!["R".into(), "RCPT-".into()],
+            ..ScanRouting::default()
+        };
+        assert_eq!(routing.order_id_of_receipt_code("RCPT-ORD-1"), "ORD-1");
+        assert_eq!(routing.order_id_of_receipt_code("RORD-2"), "ORD-2");
+        assert_eq!(routing.order_id_of_receipt_code("ORD-3"), "ORD-3");
+        assert_eq!(
+            ScanRouting::default().order_id_of_receipt_code("RCPT-1"),
+            "RCPT-1"
+        );
     }
 }

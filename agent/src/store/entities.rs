@@ -91,6 +91,16 @@ pub struct CustomerRecord {
     /// When the customer was last seen in any channel.
     #[serde(default)]
     pub last_seen_ms: Option<i64>,
+    /// Keyed hash (hex) of the e-mail address, trimmed and lower-cased, for the
+    /// console's search; the address itself never reaches the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<String>,
+    /// Keyed hash (hex) of the phone number's digits (E.164 without `+`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_hash: Option<String>,
+    /// The phone number's last four digits, for "search by phone last 4".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_last4: Option<String>,
 }
 
 /// A loyalty card, as its keyed hash.
@@ -297,8 +307,9 @@ pub mod sql {
     pub const STOCK: &str = "INSERT OR REPLACE INTO stock
         (gtin, on_hand, reserved_bopis, aisle, bin, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
     pub const CUSTOMER: &str = "INSERT OR REPLACE INTO customers
-        (customer_id, display_name, first_name, last_name, tier, points, preferences, consent, home_store, last_seen_ms)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        (customer_id, display_name, first_name, last_name, tier, points, preferences, consent, home_store, last_seen_ms,
+         email_hash, phone_hash, phone_last4)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
     pub const CARD: &str =
         "INSERT OR REPLACE INTO loyalty_cards (card_hash, customer_id, status) VALUES (?1, ?2, ?3)";
     pub const WISHLIST_ITEM: &str = "INSERT OR REPLACE INTO wishlist_items
@@ -383,6 +394,8 @@ pub(crate) enum Prepared {
         c: CustomerRecord,
         preferences: String,
         consent: String,
+        email_hash: Option<Box<[u8; 32]>>,
+        phone_hash: Option<Box<[u8; 32]>>,
     },
     /// A loyalty card with its hash decoded.
     Card {
@@ -400,10 +413,30 @@ impl Prepared {
         non_empty("customer.display_name", &c.display_name)?;
         let preferences = json_text(&c.preferences);
         let consent = json_text(&c.consent);
+        let email_hash = c
+            .email_hash
+            .as_deref()
+            .map(|h| hash32("customer.email_hash", h).map(Box::new))
+            .transpose()?;
+        let phone_hash = c
+            .phone_hash
+            .as_deref()
+            .map(|h| hash32("customer.phone_hash", h).map(Box::new))
+            .transpose()?;
+        if let Some(last4) = &c.phone_last4
+            && (last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(StoreError::invalid(
+                "customer.phone_last4",
+                format!("expected 4 digits, found {last4:?}"),
+            ));
+        }
         Ok(Prepared::Customer {
             c,
             preferences,
             consent,
+            email_hash,
+            phone_hash,
         })
     }
 
@@ -437,6 +470,8 @@ impl Prepared {
                 c,
                 preferences,
                 consent,
+                email_hash,
+                phone_hash,
             } => conn.prepare_cached(sql::CUSTOMER)?.execute(params![
                 c.customer_id,
                 c.display_name,
@@ -447,7 +482,10 @@ impl Prepared {
                 preferences,
                 consent,
                 c.home_store,
-                c.last_seen_ms
+                c.last_seen_ms,
+                email_hash.as_deref().map(|h| &h[..]),
+                phone_hash.as_deref().map(|h| &h[..]),
+                c.phone_last4
             ])?,
             Prepared::Card {
                 hash,

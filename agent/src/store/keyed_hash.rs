@@ -31,6 +31,8 @@ impl std::fmt::Debug for KeyedHasher {
 /// different hashes.
 const CARD: &[u8] = b"loyalty-card";
 const PICKUP: &[u8] = b"pickup-code";
+const EMAIL: &[u8] = b"email";
+const PHONE: &[u8] = b"phone";
 const FINGERPRINT: &[u8] = b"key-fingerprint";
 
 impl KeyedHasher {
@@ -64,10 +66,32 @@ impl KeyedHasher {
         self.hash(PICKUP, code.trim())
     }
 
+    /// The stored form of an e-mail address: trimmed and lower-cased first, so
+    /// the associate's spelling of the case does not matter.
+    pub fn email_hash(&self, email: &str) -> [u8; 32] {
+        self.hash(EMAIL, &email.trim().to_lowercase())
+    }
+
+    /// The stored form of a phone number: its digits only (E.164 without the
+    /// `+`), so spaces, dashes and a leading `+` or `00` do not matter.
+    pub fn phone_hash(&self, phone: &str) -> [u8; 32] {
+        self.hash(PHONE, &phone_digits(phone))
+    }
+
     /// A short public name for the key, so a snapshot hashed with another key is
     /// refused instead of silently matching no card. Reveals nothing of the key.
     pub fn fingerprint(&self) -> String {
         hex::encode(&self.hash(FINGERPRINT, "")[..8])
+    }
+}
+
+/// A phone number's digits as [`KeyedHasher::phone_hash`] hashes them: every
+/// non-digit dropped, and an international `00` prefix dropped like a `+`.
+pub fn phone_digits(phone: &str) -> String {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    match digits.strip_prefix("00") {
+        Some(rest) if !phone.trim_start().starts_with('+') => rest.to_string(),
+        _ => digits,
     }
 }
 
@@ -97,6 +121,18 @@ mod tests {
             hex::encode(h.card_hash("123")),
             "7fe187fcb3f3fef2041ca8b0e7636681ebd3e8d0a9262d6b6d73e2155fc13425"
         );
+    }
+
+    #[test]
+    fn contact_hashes_normalise_spelling_and_keep_domains_apart() {
+        let h = KeyedHasher::new(&[3; 32]).unwrap();
+        assert_eq!(h.email_hash(" Ada@Example.COM "), h.email_hash("ada@example.com"));
+        assert_ne!(h.email_hash("ada@example.com"), h.email_hash("eve@example.com"));
+        assert_eq!(h.phone_hash("+49 170 123-4567"), h.phone_hash("491701234567"));
+        assert_eq!(h.phone_hash("0049 170 1234567"), h.phone_hash("491701234567"));
+        assert_ne!(h.phone_hash("491701234567"), h.phone_hash("491701234568"));
+        assert_ne!(h.phone_hash("491701234567"), h.card_hash("491701234567"));
+        assert_eq!(phone_digits("+00 1"), "001");
     }
 
     #[test]

@@ -353,42 +353,100 @@ pub fn pickup_queue_fingerprint(conn: &Connection) -> Result<(i64, i64), StoreEr
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
-/// Customers whose greeting name, first or last name starts with `query` (case
-/// insensitive), at most `limit`.
+/// What an associate typed into the console's customer search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerQuery {
+    /// A name, or the start of one.
+    Name(String),
+    /// An e-mail address (text with an `@`), as its keyed hash.
+    Email([u8; 32]),
+    /// Exactly four digits: the phone number's last four.
+    PhoneLast4(String),
+    /// A whole phone number (seven digits or more, with `+`, spaces or dashes), as
+    /// its keyed hash.
+    Phone([u8; 32]),
+}
+
+impl CustomerQuery {
+    /// Reads the search text: e-mail, phone last 4, phone number or name.
+    pub fn parse(hasher: &crate::store::KeyedHasher, text: &str) -> CustomerQuery {
+        let text = text.trim();
+        if text.contains('@') {
+            return CustomerQuery::Email(hasher.email_hash(text));
+        }
+        if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) {
+            return CustomerQuery::PhoneLast4(text.to_string());
+        }
+        let phone_like = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '/'));
+        let digits = crate::store::keyed_hash::phone_digits(text);
+        if phone_like && digits.len() >= 7 {
+            return CustomerQuery::Phone(hasher.phone_hash(text));
+        }
+        CustomerQuery::Name(text.to_string())
+    }
+}
+
+/// Customers for the console's search: by name (the display name, or the first or
+/// last name, starting with the text, case insensitive), e-mail, phone or phone
+/// last 4; at most `limit`.
 ///
-/// A scan of the customers table that stops at `limit` hits: on the 1M-customer
-/// store a search for a rare name reads the whole table (see docs/benchmarks.md);
-/// an index would cost every snapshot load a rebuild.
+/// The name search scans the customers table until `limit` hits: on the
+/// 1M-customer store a search for a rare name reads the whole table (see
+/// docs/benchmarks.md); an index would cost every snapshot load a rebuild. E-mail
+/// and phone are exact look-ups by index.
 pub fn search_customers(
     conn: &Connection,
-    query: &str,
+    query: &CustomerQuery,
     limit: u32,
 ) -> Result<Vec<kiosk_ui::model::CustomerHit>, StoreError> {
-    let escaped: String = query
-        .chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
+    const COLUMNS: &str = "SELECT customer_id, display_name, tier, points FROM customers";
+    let hit = |r: &rusqlite::Row<'_>| {
+        Ok(kiosk_ui::model::CustomerHit {
+            customer_id: r.get(0)?,
+            display_name: r.get(1)?,
+            tier: r.get(2)?,
+            points: r.get(3)?,
         })
-        .collect();
-    let prefix = format!("{escaped}%");
-    let word = format!("% {escaped}%");
-    Ok(conn
-        .prepare_cached(
-            "SELECT customer_id, display_name, tier, points FROM customers
-             WHERE display_name LIKE ?1 ESCAPE '\\' OR display_name LIKE ?2 ESCAPE '\\'
-                OR first_name LIKE ?1 ESCAPE '\\' OR last_name LIKE ?1 ESCAPE '\\'
-             LIMIT ?3",
-        )?
-        .query_map(params![prefix, word, limit], |r| {
-            Ok(kiosk_ui::model::CustomerHit {
-                customer_id: r.get(0)?,
-                display_name: r.get(1)?,
-                tier: r.get(2)?,
-                points: r.get(3)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?)
+    };
+    let rows = match query {
+        CustomerQuery::Name(text) => {
+            let escaped: String = text
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            let prefix = format!("{escaped}%");
+            let word = format!("% {escaped}%");
+            conn.prepare_cached(&format!(
+                "{COLUMNS}
+                 WHERE display_name LIKE ?1 ESCAPE '\\' OR display_name LIKE ?2 ESCAPE '\\'
+                    OR first_name LIKE ?1 ESCAPE '\\' OR last_name LIKE ?1 ESCAPE '\\'
+                 LIMIT ?3"
+            ))?
+            .query_map(params![prefix, word, limit], hit)?
+            .collect::<Result<Vec<_>, _>>()?
+        }
+        CustomerQuery::Email(hash) => conn
+            .prepare_cached(&format!("{COLUMNS} WHERE email_hash = ?1 LIMIT ?2"))?
+            .query_map(params![&hash[..], limit], hit)?
+            .collect::<Result<Vec<_>, _>>()?,
+        CustomerQuery::Phone(hash) => conn
+            .prepare_cached(&format!("{COLUMNS} WHERE phone_hash = ?1 LIMIT ?2"))?
+            .query_map(params![&hash[..], limit], hit)?
+            .collect::<Result<Vec<_>, _>>()?,
+        CustomerQuery::PhoneLast4(last4) => conn
+            .prepare_cached(&format!(
+                "{COLUMNS} WHERE phone_last4 = ?1 ORDER BY display_name LIMIT ?2"
+            ))?
+            .query_map(params![last4, limit], hit)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(rows)
 }
 
 /// An associate as the sign-in needs them: name, role and PIN hash, when active.

@@ -621,6 +621,53 @@ async fn customer_view_by_card_shows_wishlist_cart_and_open_orders() {
 }
 
 #[tokio::test]
+async fn customer_search_finds_by_name_email_phone_and_last_four() {
+    use crate::store::queries::{CustomerQuery, search_customers};
+    let f = Fixture::new().await;
+    let h = f.store.hasher().clone();
+    let find = |text: &str| {
+        let q = CustomerQuery::parse(&h, text);
+        f.store
+            .reads()
+            .with(move |c| search_customers(c, &q, 20))
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.customer_id)
+            .collect::<Vec<_>>()
+    };
+    let c7 = sample::customer_id(7);
+    // The e-mail, in another case and with spaces.
+    assert_eq!(
+        find(&format!("  {}  ", sample::customer_email(7).to_uppercase())),
+        vec![c7.clone()]
+    );
+    // The phone in another spelling: 0049 instead of +49, no spaces.
+    let phone = sample::customer_phone(7).replace("+49 ", "0049").replace(' ', "");
+    assert_eq!(find(&phone), vec![c7.clone()]);
+    // Last four: customer 7's number ends in 0008.
+    assert!(matches!(
+        CustomerQuery::parse(&h, "0008"),
+        CustomerQuery::PhoneLast4(_)
+    ));
+    assert_eq!(find("0008"), vec![c7.clone()]);
+    // A wrong address or number finds nobody; a name still searches names.
+    assert!(find("nobody@example.com").is_empty());
+    assert!(find("+49 170 9999999").is_empty());
+    let first: String = f.scalar("SELECT first_name FROM customers WHERE customer_id = 'C00000008'");
+    assert!(find(&first).contains(&c7));
+    // The store holds neither the address nor the number.
+    let clear: i64 = f.count(&format!(
+        "SELECT count(*) FROM customers WHERE CAST(email_hash AS TEXT) LIKE '%example.com%' OR phone_last4 != '{}'",
+        "0008"
+    ));
+    assert_eq!(
+        clear,
+        f.spec.customers as i64 - 1,
+        "only customer 7 has last four 0008"
+    );
+}
+
+#[tokio::test]
 async fn product_lookup_accepts_every_gtin_form() {
     let f = Fixture::new().await;
     let upc = sample::product_gtin(f.spec.seed, 4); // every fifth product is a UPC-A
@@ -659,6 +706,9 @@ async fn card_number_never_reaches_the_database_file_or_wal() {
             consent: Default::default(),
             home_store: None,
             last_seen_ms: None,
+            email_hash: None,
+            phone_hash: None,
+            phone_last4: None,
         })
         .await
         .unwrap();
