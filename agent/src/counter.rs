@@ -208,11 +208,20 @@ impl Counter {
             }
             Err(e) => return Err(store_error(e)),
         };
-        let overridden = outcome
+        // What the approval lifted: the policy's reasons as the store judged them
+        // at the commit, and the offline limit.
+        let mut overridden: Vec<String> = outcome
             .decision
             .as_ref()
             .map(|d| d.overridden.iter().map(Reason::to_string).collect())
             .unwrap_or_default();
+        overridden.extend(
+            check
+                .overridden
+                .iter()
+                .filter(|r| r.code == "offline_limit")
+                .map(|r| r.text.clone()),
+        );
         let done = ReturnDone {
             return_id,
             refund_minor: check.refund_minor,

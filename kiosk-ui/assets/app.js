@@ -61,6 +61,7 @@
     if (!res.ok) {
       const err = new Error((data && data.error) || res.statusText);
       err.status = res.status;
+      err.data = data;
       throw err;
     }
     return data;
@@ -210,6 +211,17 @@
             el("button", { type: "button", class: "secondary", on: { click: () => openOrder(o.order_id) } },
               o.order_id + " · " + money(o.total_minor, o.currency) + " · " + o.lines.length + " " + t("queue.lines")))))
       : el("p", { class: "meta" }, t("customer.orders_none"));
+    const orderButton = (o) => el("button", { type: "button", class: "secondary", on: { click: () => openOrder(o.order_id) } },
+      o.order_id + " · " + statusText(o) + " · " + money(o.total_minor, o.currency)
+      + (o.fulfilled_at_ms ? " · " + when(o.fulfilled_at_ms) : ""));
+    const received = (c.recent_orders || []).length
+      ? el("ul", {}, c.recent_orders.map((o) => el("li", { "data-order": o.order_id }, orderButton(o))))
+      : el("p", { class: "meta" }, t("customer.received_none"));
+    const purchases = (c.recent_purchases || []).length
+      ? el("ul", {}, c.recent_purchases.map((x) => el("li", { "data-tx": x.tx_id },
+          when(x.at_ms) + " · " + tOr("purchase.kind." + x.kind, x.kind) + " · " + money(x.total_minor, x.currency)
+          + " · " + x.items + " " + t("queue.lines"))))
+      : el("p", { class: "meta" }, t("customer.purchases_none"));
     show($("panel"),
       el("h2", { id: "customer-name" }, p.display_name),
       el("p", {},
@@ -219,6 +231,8 @@
       el("h3", {}, t("customer.wishlist")), el("div", { id: "wishlist" }, wish),
       el("h3", {}, t("customer.cart")), el("div", { id: "cart" }, cart),
       el("h3", {}, t("customer.orders")), el("div", { id: "open-orders" }, orders),
+      el("h3", {}, t("customer.received")), el("div", { id: "recent-orders" }, received),
+      el("h3", {}, t("customer.purchases")), el("div", { id: "recent-purchases" }, purchases),
       el("button", { type: "button", class: "secondary", on: { click: () => hide($("panel")) } }, t("customer.close")));
     $("panel").dataset.customer = p.customer_id;
   }
@@ -245,12 +259,270 @@
     return o && o.dataset.online === "true";
   }
 
+  // ---- orders: BOPIS arrival and hand-over, BORIS returns ----
+
+  const REASONS = ["wrong_size", "not_as_described", "defective", "damaged_in_transit", "changed_mind", "other"];
+  const CONDITIONS = ["unopened", "like_new", "used", "damaged"];
+  const DISPOSITIONS = ["restock", "damaged"];
+  const REFUNDS = ["original_tender", "gift_card", "store_credit"];
+  const OPEN_PICKUP = ["ready_for_pickup", "customer_arrived"];
+
+  // A string of the table by a key built at run time (codes from the server),
+  // with the server's own text when the table has none.
+  function tOr(key, fallback) { return strings[key] || fallback; }
+
+  const statusText = (o) => o.kind === "delivered" && o.status === "handed_over"
+    ? t("order.status.delivered") : tOr("order.status." + o.status, o.status);
+  const gtin14 = (g) => String(g || "").padStart(14, "0");
+  const isManager = () => { const a = $("associate"); return a && a.dataset.role === "manager"; };
+  const hasPrinter = () => body.dataset.printer === "true";
+
+  // The order on screen, and the hand-over in progress (null when none).
+  let current = null;
+  let handover = null;
+
   function renderOrder(o) {
-    if (!o) { show($("order"), el("p", { class: "error" }, t("scan.order_not_found"))); return; }
-    show($("order"),
+    current = o;
+    handover = null;
+    if (!o) {
+      const n = $("order");
+      show(n, el("p", { class: "error" }, t("scan.order_not_found")));
+      delete n.dataset.orderId;
+      return;
+    }
+    const n = $("order");
+    const canPickUp = o.kind === "bopis" && OPEN_PICKUP.includes(o.status);
+    const actions = el("div", { class: "actions" },
+      o.kind === "bopis" && o.status === "ready_for_pickup"
+        ? el("button", { type: "button", id: "order-arrived", class: "secondary", on: { click: () => markArrived(o) } }, t("order.mark_arrived"))
+        : null,
+      canPickUp ? el("button", { type: "button", id: "handover-start", on: { click: () => startHandover(o) } }, t("handover.start")) : null,
+      o.fulfilled_at_ms ? el("button", { type: "button", id: "return-start", on: { click: () => startReturn(o) } }, t("return.start")) : null);
+    show(n,
       el("h2", {}, t("order.title") + " " + o.order_id),
-      el("p", { class: "meta" }, o.status + " · " + money(o.total_minor, o.currency) + " · " + when(o.placed_at_ms)),
-      el("ul", {}, o.lines.map((l) => el("li", { "data-line": l.line_no }, l.qty_ordered + " × " + l.name + " (" + l.gtin + ")"))));
+      el("p", {},
+        el("span", { id: "order-status", "data-status": o.status }, statusText(o)),
+        " · " + money(o.total_minor, o.currency) + " · " + when(o.placed_at_ms),
+        o.pickup_deadline_ms && canPickUp ? " · " + t("order.pickup_by") + " " + when(o.pickup_deadline_ms) : null,
+        o.fulfilled_at_ms ? " · " + t("order.received") + " " + when(o.fulfilled_at_ms) : null),
+      el("ul", { id: "order-lines" }, o.lines.map((l) => el("li", { "data-line": l.line_no },
+        l.qty_ordered + " × " + l.name + " (" + l.gtin + ")",
+        l.qty_returned ? el("span", { class: "meta" }, " · " + l.qty_returned + " " + t("order.returned")) : null,
+        l.qty_refused ? el("span", { class: "meta" }, " · " + l.qty_refused + " " + t("order.refused")) : null,
+        l.final_sale ? el("span", { class: "meta" }, " · " + t("order.final_sale")) : null))),
+      actions,
+      el("div", { id: "order-work" }));
+    n.dataset.orderId = o.order_id;
+    n.dataset.status = o.status;
+    n.dataset.kind = o.kind;
+  }
+
+  async function markArrived(o) {
+    try {
+      renderOrder(await api("POST", "/api/v1/orders/" + encodeURIComponent(o.order_id) + "/arrived"));
+      loadQueue(o.order_id);
+    } catch (ex) { notice(ex.message); }
+  }
+
+  // Hand-over: every unit of every line the customer takes is scanned; a product
+  // that is not on the order is flagged; the ID check is confirmed by the associate.
+  function startHandover(o) {
+    handover = { order: o, scanned: {}, refused: {} };
+    for (const l of o.lines) { handover.scanned[l.line_no] = 0; handover.refused[l.line_no] = false; }
+    const lines = el("ul", { id: "handover-lines" }, o.lines.map((l) => el("li", { "data-line": l.line_no, "data-state": "pending" },
+      el("span", { class: "name" }, l.name), " ",
+      el("span", { class: "count" }),
+      el("label", { class: "inline" },
+        el("input", { type: "checkbox", class: "refuse", "data-line": l.line_no, on: { change: (e) => {
+          handover.refused[l.line_no] = e.target.checked; renderHandover();
+        } } }), " " + t("handover.refused")))));
+    show($("order-work"),
+      el("h3", {}, t("handover.title")),
+      el("p", { class: "meta" }, t("handover.scan_each")),
+      lines,
+      el("p", { id: "handover-wrong", role: "alert", class: "error", hidden: true }),
+      el("label", { class: "inline" }, el("input", { type: "checkbox", id: "id-checked", on: { change: renderHandover } }), " " + t("handover.id_checked")),
+      hasPrinter()
+        ? el("label", { class: "inline" }, el("input", { type: "checkbox", id: "print-slip", checked: true }), " " + t("handover.print_slip"))
+        : el("p", { class: "meta" }, t("handover.no_printer")),
+      el("div", { class: "actions" },
+        el("button", { type: "button", id: "handover-confirm", disabled: true, on: { click: confirmHandover } }, t("handover.confirm")),
+        el("button", { type: "button", class: "secondary", on: { click: () => renderOrder(current) } }, t("handover.cancel"))));
+    renderHandover();
+  }
+
+  function renderHandover() {
+    if (!handover) return;
+    let ready = true;
+    let taken = 0;
+    for (const l of handover.order.lines) {
+      const li = document.querySelector('#handover-lines li[data-line="' + l.line_no + '"]');
+      const refused = handover.refused[l.line_no];
+      const done = handover.scanned[l.line_no] >= l.qty_ordered;
+      li.dataset.state = refused ? "refused" : done ? "verified" : "pending";
+      li.querySelector(".count").textContent = refused
+        ? t("handover.refused")
+        : handover.scanned[l.line_no] + "/" + l.qty_ordered + " " + (done ? t("handover.verified") : t("handover.scanned"));
+      if (!refused) { taken += 1; if (!done) ready = false; }
+    }
+    const confirm = $("handover-confirm");
+    confirm.disabled = !(ready && $("id-checked").checked);
+    confirm.textContent = taken === 0 ? t("handover.confirm_refused") : t("handover.confirm");
+  }
+
+  function handoverScan(gtin, product) {
+    const wrong = $("handover-wrong");
+    const line = handover.order.lines.find((l) => gtin14(l.gtin) === gtin14(gtin)
+      && !handover.refused[l.line_no] && handover.scanned[l.line_no] < l.qty_ordered);
+    if (!line) {
+      const onOrder = handover.order.lines.some((l) => gtin14(l.gtin) === gtin14(gtin));
+      wrong.textContent = (onOrder ? t("handover.already_scanned") : t("handover.wrong_item")) + ": "
+        + (product ? product.name + " · " : "") + gtin;
+      wrong.hidden = false;
+      return;
+    }
+    wrong.hidden = true;
+    handover.scanned[line.line_no] += 1;
+    renderHandover();
+  }
+
+  async function confirmHandover() {
+    const o = handover.order;
+    const refused = o.lines.filter((l) => handover.refused[l.line_no]).map((l) => l.line_no);
+    const slip = $("print-slip");
+    try {
+      const done = await api("POST", "/api/v1/orders/" + encodeURIComponent(o.order_id) + "/handover", {
+        refused_lines: refused, id_checked: $("id-checked").checked, print_slip: !!(slip && slip.checked),
+      });
+      renderOrder(done.order);
+      notice("");
+      show($("order-work"), el("p", { id: "handover-result", class: "ok", role: "status", "data-status": done.order.status },
+        statusText(done.order) + ". "
+        + (isOnline() ? t("handover.sent") : t("handover.queued"))
+        + (done.printed ? " " + t("handover.printed") : "")));
+      loadQueue();
+    } catch (ex) { notice(ex.message); }
+  }
+
+  // BORIS: lines and quantities, the policy's decision with its reasons, a
+  // manager's approval where the policy or the offline limit asks for one.
+  function startReturn(o) {
+    handover = null;
+    const select = (id, prefix, codes) => el("select", { id, required: true },
+      el("option", { value: "" }, "–"),
+      codes.map((c) => el("option", { value: c }, tOr(prefix + c, c))));
+    const field = (id, label, control) => el("div", { class: "field" }, el("label", { for: id }, label), control);
+    const lines = o.lines.map((l) => {
+      const left = Math.max(0, l.qty_ordered - l.qty_returned - l.qty_refused);
+      return el("div", { class: "field line" },
+        el("label", { for: "return-qty-" + l.line_no }, l.name + " (" + left + "/" + l.qty_ordered + ")"
+          + (l.final_sale ? " · " + t("order.final_sale") : "")),
+        el("input", { type: "number", id: "return-qty-" + l.line_no, class: "return-qty", "data-line": l.line_no,
+          min: 0, max: left, value: 0, inputmode: "numeric", on: { input: clearDecision } }));
+    });
+    const override = el("fieldset", { id: "return-override", hidden: true },
+      el("legend", {}, t("return.override")),
+      field("override-reason", t("return.override_reason"), el("input", { id: "override-reason", autocomplete: "off", maxlength: 500 })),
+      isManager() ? el("p", { class: "meta" }, t("return.you_approve")) : [
+        field("override-manager-id", t("return.manager_id"), el("input", { id: "override-manager-id", autocomplete: "off" })),
+        field("override-manager-pin", t("return.manager_pin"), el("input", { id: "override-manager-pin", type: "password", inputmode: "numeric", autocomplete: "off" })),
+      ]);
+    const form = el("form", { id: "return-form", on: { submit: (e) => { e.preventDefault(); recordReturn(o); } } },
+      el("h3", {}, t("return.title")),
+      lines,
+      field("return-reason", t("return.reason"), select("return-reason", "return.reason.", REASONS)),
+      field("return-condition", t("return.condition"), select("return-condition", "return.condition.", CONDITIONS)),
+      field("return-disposition", t("return.disposition"), select("return-disposition", "return.disposition.", DISPOSITIONS)),
+      field("return-refund-method", t("return.refund_method"), select("return-refund-method", "return.refund.", REFUNDS)),
+      hasPrinter()
+        ? el("label", { class: "inline" }, el("input", { type: "checkbox", id: "print-receipt", checked: true }), " " + t("return.print_receipt"))
+        : null,
+      el("div", { id: "return-decision", hidden: true, "aria-live": "polite" }),
+      override,
+      el("p", { id: "return-error", class: "error", role: "alert", hidden: true }),
+      el("div", { class: "actions" },
+        el("button", { type: "button", id: "return-check", class: "secondary", on: { click: () => checkReturn(o) } }, t("return.check")),
+        el("button", { type: "submit", id: "return-record" }, t("return.record")),
+        el("button", { type: "button", class: "secondary", on: { click: () => renderOrder(current) } }, t("handover.cancel"))));
+    show($("order-work"), form);
+  }
+
+  function clearDecision() {
+    const d = $("return-decision");
+    if (d) { d.hidden = true; delete d.dataset.allowed; }
+  }
+
+  function returnBody(o, withApproval) {
+    const v = (id) => ($(id) ? $(id).value : "");
+    const lines = [...document.querySelectorAll("input.return-qty")]
+      .map((i) => ({ line_no: Number(i.dataset.line), qty: Math.max(0, Math.floor(Number(i.value) || 0)) }))
+      .filter((l) => l.qty > 0);
+    const b = {
+      order_id: o.order_id, lines,
+      reason: v("return-reason"), condition: v("return-condition"),
+      disposition: v("return-disposition"), refund_method: v("return-refund-method"),
+      print_receipt: !!($("print-receipt") && $("print-receipt").checked),
+    };
+    const reason = v("override-reason").trim();
+    if (withApproval && !$("return-override").hidden && reason) {
+      b.approval = isManager() ? { reason } : { reason, manager_id: v("override-manager-id").trim(), pin: v("override-manager-pin") };
+    }
+    return b;
+  }
+
+  function renderDecision(c) {
+    const d = $("return-decision");
+    const item = (r, overridden) => el("li", { "data-code": r.code, class: overridden ? "overridden" : "blocking" },
+      el("strong", {}, tOr("return.why." + r.code, r.text)),
+      strings["return.why." + r.code] ? el("span", { class: "meta" }, " " + r.text) : null,
+      overridden ? el("span", { class: "meta" }, " (" + t("return.approved") + ")") : null);
+    show(d,
+      el("p", { class: c.allowed ? "ok" : "error" },
+        (c.allowed ? t("return.allowed") : t("return.refused")) + " · " + t("return.refund") + ": " + money(c.refund_minor, c.currency)),
+      c.blocking.length || c.overridden.length
+        ? el("ul", {}, c.blocking.map((r) => item(r, false)), c.overridden.map((r) => item(r, true)))
+        : null,
+      !c.allowed && !c.manager_can_approve ? el("p", { class: "meta" }, t("return.no_override")) : null);
+    d.dataset.allowed = c.allowed ? "true" : "false";
+    $("return-override").hidden = c.allowed ? c.overridden.length === 0 : !c.manager_can_approve;
+  }
+
+  function returnError(text) {
+    const e = $("return-error");
+    e.textContent = text || "";
+    e.hidden = !text;
+  }
+
+  async function checkReturn(o) {
+    returnError("");
+    try { renderDecision(await api("POST", "/api/v1/returns/check", returnBody(o, true))); }
+    catch (ex) { returnError(ex.message); }
+  }
+
+  async function recordReturn(o) {
+    returnError("");
+    const b = returnBody(o, true);
+    if (!b.lines.length) { returnError(t("return.no_lines")); return; }
+    try {
+      const done = await api("POST", "/api/v1/returns", b);
+      const fresh = await api("GET", "/api/v1/orders/" + encodeURIComponent(o.order_id)).catch(() => o);
+      renderOrder(fresh);
+      show($("order-work"), el("p", { id: "return-result", class: "ok", role: "status", "data-return-id": done.return_id },
+        t("return.recorded") + " " + done.return_id + " · " + t("return.refund") + ": " + money(done.refund_minor, done.currency)
+        + " · " + tOr("return.refund." + b.refund_method, b.refund_method) + ". "
+        + (isOnline() ? t("handover.sent") : t("handover.queued"))
+        + (done.printed ? " " + t("return.printed") : "")));
+    } catch (ex) {
+      if (ex.status === 409 && ex.data && ex.data.check) renderDecision(ex.data.check);
+      returnError(ex.message);
+    }
+  }
+
+  // The order on screen changed elsewhere (kiosk check-in, the cloud): show it
+  // as it is now, unless the associate is in the middle of working on it.
+  async function refreshCurrentOrder() {
+    if (!current || $("order").hidden || handover || $("return-form")) return;
+    try { renderOrder(await api("GET", "/api/v1/orders/" + encodeURIComponent(current.order_id))); } catch (_) { /* keep what is shown */ }
   }
 
   async function openOrder(id) {
@@ -299,8 +571,11 @@
     notice("");
     switch (r.kind) {
       case "customer": hide($("results")); renderPanel(r.customer); break;
-      case "product": renderProduct(r.gtin, r.product); break;
-      case "order": renderOrder(r.order); break;
+      case "product":
+        if (handover && !$("order").hidden) handoverScan(r.gtin, r.product);
+        else renderProduct(r.gtin, r.product);
+        break;
+      case "order": renderOrder(r.order); if (r.order) $("order").scrollIntoView({ block: "nearest" }); break;
       case "unknown_card": notice(t("scan.unknown_card")); break;
       case "payment_card_rejected": notice(t("scan.payment_card")); break;
       case "unreadable": notice(t("scan.unreadable") + ": " + r.message); break;
@@ -328,8 +603,8 @@
     loadQueue();
     live((msg) => {
       if (msg.type === "scan") consoleScan(msg.result);
-      else if (msg.type === "customer_arrived") { loadQueue(msg.order_id); chime(); }
-      else if (msg.type === "orders_changed" || msg.type === "resync") loadQueue();
+      else if (msg.type === "customer_arrived") { loadQueue(msg.order_id); chime(); refreshCurrentOrder(); }
+      else if (msg.type === "orders_changed" || msg.type === "resync") { loadQueue(); refreshCurrentOrder(); }
     }, () => location.replace("/console/sign-in"));
   }
 

@@ -103,7 +103,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Live updates interrupted, reconnecting…",
         "Live-Aktualisierung unterbrochen, verbinde neu…",
     ),
-    ("search.placeholder", "Customer name", "Kundenname"),
+    (
+        "search.placeholder",
+        "Name, e-mail, phone or its last 4 digits",
+        "Name, E-Mail, Telefon oder dessen letzte 4 Ziffern",
+    ),
     ("search.submit", "Search", "Suchen"),
     ("search.none", "No customer found.", "Kein Kunde gefunden."),
     (
@@ -191,6 +195,234 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "hat sich zur Abholung angemeldet",
     ),
     ("order.title", "Order", "Bestellung"),
+    ("order.mark_arrived", "Customer is here", "Kunde ist da"),
+    ("order.pickup_by", "pick up by", "abholen bis"),
+    ("order.received", "received", "erhalten"),
+    ("order.returned", "returned", "zurückgegeben"),
+    ("order.refused", "refused", "abgelehnt"),
+    ("order.final_sale", "final sale", "vom Umtausch ausgeschlossen"),
+    ("order.status.ready_for_pickup", "Ready for pickup", "Abholbereit"),
+    (
+        "order.status.customer_arrived",
+        "Customer is here",
+        "Kunde ist da",
+    ),
+    ("order.status.handed_over", "Handed over", "Übergeben"),
+    (
+        "order.status.partially_handed_over",
+        "Partly handed over",
+        "Teilweise übergeben",
+    ),
+    (
+        "order.status.refused",
+        "Refused by the customer",
+        "Vom Kunden abgelehnt",
+    ),
+    (
+        "order.status.expired",
+        "Not collected in time",
+        "Nicht rechtzeitig abgeholt",
+    ),
+    ("order.status.cancelled", "Cancelled", "Storniert"),
+    ("order.status.delivered", "Delivered", "Zugestellt"),
+    ("handover.start", "Hand over", "Übergeben"),
+    ("handover.title", "Hand-over", "Übergabe"),
+    (
+        "handover.scan_each",
+        "Scan every item as you hand it over. Tick the items the customer does not take.",
+        "Jeden Artikel bei der Übergabe scannen. Artikel, die der Kunde nicht nimmt, abhaken.",
+    ),
+    ("handover.refused", "Refused", "Abgelehnt"),
+    ("handover.scanned", "scanned", "gescannt"),
+    ("handover.verified", "checked", "geprüft"),
+    (
+        "handover.wrong_item",
+        "Not part of this order",
+        "Gehört nicht zu dieser Bestellung",
+    ),
+    (
+        "handover.already_scanned",
+        "Already scanned as often as ordered",
+        "Bereits so oft gescannt wie bestellt",
+    ),
+    (
+        "handover.id_checked",
+        "I checked the customer's ID",
+        "Ich habe den Ausweis des Kunden geprüft",
+    ),
+    (
+        "handover.print_slip",
+        "Print the pickup slip",
+        "Abholbeleg drucken",
+    ),
+    (
+        "handover.no_printer",
+        "No receipt printer at this counter.",
+        "An dieser Kasse ist kein Bondrucker.",
+    ),
+    ("handover.confirm", "Confirm hand-over", "Übergabe bestätigen"),
+    (
+        "handover.confirm_refused",
+        "Record the refusal",
+        "Ablehnung erfassen",
+    ),
+    ("handover.cancel", "Cancel", "Abbrechen"),
+    (
+        "handover.sent",
+        "Sent to the online shop.",
+        "An den Online-Shop gemeldet.",
+    ),
+    (
+        "handover.queued",
+        "The store is offline: saved here and sent when the connection is back.",
+        "Die Filiale ist offline: hier gespeichert, wird gesendet, sobald die Verbindung zurück ist.",
+    ),
+    ("handover.printed", "Slip printed.", "Beleg gedruckt."),
+    ("return.start", "Return items", "Rückgabe"),
+    ("return.title", "Return", "Rückgabe"),
+    ("return.reason", "Reason", "Grund"),
+    ("return.reason.wrong_size", "Wrong size", "Falsche Größe"),
+    (
+        "return.reason.not_as_described",
+        "Not as described",
+        "Nicht wie beschrieben",
+    ),
+    ("return.reason.defective", "Defective", "Defekt"),
+    (
+        "return.reason.damaged_in_transit",
+        "Damaged in transit",
+        "Beim Versand beschädigt",
+    ),
+    (
+        "return.reason.changed_mind",
+        "Changed their mind",
+        "Nicht mehr gewünscht",
+    ),
+    ("return.reason.other", "Other", "Sonstiges"),
+    ("return.condition", "Condition", "Zustand"),
+    ("return.condition.unopened", "Unopened", "Ungeöffnet"),
+    ("return.condition.like_new", "Like new", "Wie neu"),
+    ("return.condition.used", "Used", "Gebraucht"),
+    ("return.condition.damaged", "Damaged", "Beschädigt"),
+    ("return.disposition", "Goes to", "Verbleib"),
+    (
+        "return.disposition.restock",
+        "Back to stock",
+        "Zurück in den Bestand",
+    ),
+    ("return.disposition.damaged", "Damaged goods", "Schadware"),
+    ("return.refund_method", "Refund to", "Erstattung auf"),
+    (
+        "return.refund.original_tender",
+        "Original payment",
+        "Ursprüngliche Zahlungsart",
+    ),
+    ("return.refund.gift_card", "Gift card", "Geschenkkarte"),
+    ("return.refund.store_credit", "Store credit", "Guthaben"),
+    (
+        "return.print_receipt",
+        "Print the return receipt",
+        "Rückgabebeleg drucken",
+    ),
+    ("return.check", "Check the policy", "Richtlinie prüfen"),
+    ("return.record", "Record the return", "Rückgabe erfassen"),
+    (
+        "return.allowed",
+        "The return is allowed",
+        "Die Rückgabe ist erlaubt",
+    ),
+    (
+        "return.refused",
+        "The return is not allowed",
+        "Die Rückgabe ist nicht erlaubt",
+    ),
+    ("return.refund", "Refund", "Erstattung"),
+    (
+        "return.approved",
+        "approved by a manager",
+        "von der Filialleitung genehmigt",
+    ),
+    (
+        "return.no_override",
+        "A manager cannot approve this.",
+        "Dies kann auch die Filialleitung nicht genehmigen.",
+    ),
+    (
+        "return.override",
+        "Manager approval",
+        "Genehmigung der Filialleitung",
+    ),
+    (
+        "return.override_reason",
+        "Reason for the approval",
+        "Grund der Genehmigung",
+    ),
+    (
+        "return.you_approve",
+        "You are signed in as a manager: your approval is recorded.",
+        "Sie sind als Filialleitung angemeldet: Ihre Genehmigung wird erfasst.",
+    ),
+    ("return.manager_id", "Manager ID", "Kennung der Filialleitung"),
+    ("return.manager_pin", "Manager PIN", "PIN der Filialleitung"),
+    (
+        "return.no_lines",
+        "Enter how many units of which item come back.",
+        "Bitte eingeben, wie viele Stück welches Artikels zurückkommen.",
+    ),
+    ("return.recorded", "Return recorded:", "Rückgabe erfasst:"),
+    ("return.printed", "Receipt printed.", "Beleg gedruckt."),
+    (
+        "return.why.outside_window",
+        "Outside the return window",
+        "Außerhalb der Rückgabefrist",
+    ),
+    (
+        "return.why.final_sale",
+        "Final-sale item",
+        "Vom Umtausch ausgeschlossen",
+    ),
+    (
+        "return.why.exceeds_remaining",
+        "More than is left to return",
+        "Mehr als noch zurückgegeben werden kann",
+    ),
+    (
+        "return.why.offline_limit",
+        "Offline: above the refund limit",
+        "Offline: über dem Erstattungslimit",
+    ),
+    (
+        "return.why.not_received",
+        "Not yet delivered or picked up",
+        "Noch nicht zugestellt oder abgeholt",
+    ),
+    (
+        "return.why.empty_request",
+        "No items chosen",
+        "Keine Artikel gewählt",
+    ),
+    (
+        "customer.received",
+        "Received online orders",
+        "Erhaltene Online-Bestellungen",
+    ),
+    (
+        "customer.received_none",
+        "No received online orders.",
+        "Keine erhaltenen Online-Bestellungen.",
+    ),
+    (
+        "customer.purchases",
+        "Purchases in store",
+        "Einkäufe in der Filiale",
+    ),
+    (
+        "customer.purchases_none",
+        "No purchases in store.",
+        "Keine Einkäufe in der Filiale.",
+    ),
+    ("purchase.kind.sale", "Sale", "Verkauf"),
+    ("purchase.kind.return", "Return", "Rückgabe"),
     ("kiosk.attract_title", "Welcome!", "Willkommen!"),
     (
         "kiosk.attract_text",
@@ -302,6 +534,42 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "keys without strings: {missing:?}");
+    }
+
+    #[test]
+    fn every_code_the_console_shows_has_its_string() {
+        let mut missing = Vec::new();
+        let lists: [(&str, &[&str]); 4] = [
+            ("return.reason.", crate::counter::RETURN_REASONS),
+            ("return.condition.", crate::counter::RETURN_CONDITIONS),
+            ("return.disposition.", crate::counter::DISPOSITIONS),
+            ("return.refund.", crate::counter::REFUND_METHODS),
+        ];
+        for (prefix, codes) in lists {
+            for code in codes {
+                let key = format!("{prefix}{code}");
+                if !STRINGS.iter().any(|(k, _, _)| *k == key) {
+                    missing.push(key);
+                }
+            }
+        }
+        // The order statuses the agent knows (agent/src/domain/bopis.rs), as the
+        // script looks them up.
+        for status in [
+            "ready_for_pickup",
+            "customer_arrived",
+            "handed_over",
+            "partially_handed_over",
+            "refused",
+            "expired",
+            "cancelled",
+        ] {
+            let key = format!("order.status.{status}");
+            if !STRINGS.iter().any(|(k, _, _)| *k == key) {
+                missing.push(key);
+            }
+        }
+        assert!(missing.is_empty(), "codes without strings: {missing:?}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ struct Shell<'a> {
     title: &'a str,
     csrf: &'a str,
     kiosk_idle_ms: u128,
+    printer: bool,
 }
 
 fn shell(s: &Shell<'_>, body: Markup) -> Markup {
@@ -52,7 +53,8 @@ fn shell(s: &Shell<'_>, body: Markup) -> Markup {
                 script src="/assets/app.js" defer {}
             }
             body class=(s.page) data-page=(s.page) data-csrf=(s.csrf)
-                data-kiosk-idle-ms=(s.kiosk_idle_ms) data-strings=(i18n::table_json(s.lang)) {
+                data-kiosk-idle-ms=(s.kiosk_idle_ms) data-printer=(s.printer)
+                data-strings=(i18n::table_json(s.lang)) {
                 (body)
             }
         }
@@ -139,6 +141,7 @@ async fn console<D: ScreenData>(State(app): State<AppState<D>>, headers: HeaderM
             title: t(lang, "app.console"),
             csrf: &session.csrf,
             kiosk_idle_ms: app.options.kiosk_idle.as_millis(),
+            printer: app.data.has_printer(),
         },
         body,
     );
@@ -178,6 +181,7 @@ async fn sign_in<D: ScreenData>(State(app): State<AppState<D>>, headers: HeaderM
             title: t(lang, "signin.title"),
             csrf: &session.csrf,
             kiosk_idle_ms: 0,
+            printer: false,
         },
         body,
     );
@@ -216,6 +220,7 @@ async fn kiosk<D: ScreenData>(State(app): State<AppState<D>>, headers: HeaderMap
             title: t(lang, "app.kiosk"),
             csrf: &session.csrf,
             kiosk_idle_ms: app.options.kiosk_idle.as_millis(),
+            printer: false,
         },
         body,
     );
@@ -255,6 +260,7 @@ async fn demo<D: ScreenData>(State(app): State<AppState<D>>, headers: HeaderMap)
             title: t(lang, "demo.scan_title"),
             csrf: &session.csrf,
             kiosk_idle_ms: 0,
+            printer: false,
         },
         body,
     );

@@ -341,3 +341,194 @@ fn pos_transactions_over_http_are_recorded_once_and_bad_ones_are_kept() {
     assert_eq!(status["counts"]["dead_letters"], 1, "{status}");
     a.stop();
 }
+
+/// A delivered order of the sample whose delivery is more than `days` ago, and the
+/// one delivered most recently (the sample's order WEB-0000001, three days ago).
+fn delivered_older_than(snapshot: &str, days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::fs::read_to_string(snapshot)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("order").cloned())
+        .find(|o| {
+            o["kind"] == "delivered"
+                && o["fulfilled_at_ms"]
+                    .as_i64()
+                    .is_some_and(|f| now - f > (days + 2) * 86_400_000)
+        })
+        .map(|o| o["order_id"].as_str().unwrap().to_string())
+        .expect("the sample has orders outside the return window")
+}
+
+#[test]
+fn the_counter_hands_over_pickups_and_takes_returns_within_policy_and_the_offline_limit() {
+    let dir = TestDir::new();
+    let a = start(&dir);
+    let (staff, csrf) = a.sign_in(0);
+    let post = |path: &str, body: serde_json::Value| a.post_json(path, &staff, &csrf, &body.to_string());
+
+    // A kiosk session reaches none of the counter's routes.
+    let kiosk = a.get("/kiosk", None);
+    let (kc, kt) = (kiosk.session_cookie().unwrap(), kiosk.csrf());
+    for path in [
+        "/api/v1/orders/BOPIS-000001/arrived",
+        "/api/v1/orders/BOPIS-000001/handover",
+        "/api/v1/returns/check",
+        "/api/v1/returns",
+    ] {
+        let res = a.post_json(
+            path,
+            &kc,
+            &kt,
+            r#"{"id_checked":true,"order_id":"WEB-0000001","lines":[]}"#,
+        );
+        assert_eq!(res.status, 403, "{path}: {}", res.body);
+    }
+
+    // BOPIS: the customer is marked as arrived, then handed the order with the
+    // last line refused; without the ID check nothing happens.
+    let order = a.get("/api/v1/orders/BOPIS-000001", Some(&staff)).json();
+    assert_eq!(order["status"], "ready_for_pickup", "{order}");
+    let arrived = post("/api/v1/orders/BOPIS-000001/arrived", serde_json::json!({}));
+    assert_eq!(arrived.status, 200, "{}", arrived.body);
+    assert_eq!(arrived.json()["status"], "customer_arrived");
+    let lines = order["lines"].as_array().unwrap();
+    let last = lines.last().unwrap()["line_no"].clone();
+    let no_id = post(
+        "/api/v1/orders/BOPIS-000001/handover",
+        serde_json::json!({ "id_checked": false, "refused_lines": [] }),
+    );
+    assert_eq!(no_id.status, 400, "{}", no_id.body);
+    assert!(no_id.body.contains("id_checked"), "{}", no_id.body);
+    assert_eq!(
+        a.get("/api/v1/orders/BOPIS-000001", Some(&staff)).json()["status"],
+        "customer_arrived",
+        "a refused hand-over records nothing"
+    );
+    let done = post(
+        "/api/v1/orders/BOPIS-000001/handover",
+        serde_json::json!({ "id_checked": true, "refused_lines": [last] }),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    let expected = if lines.len() > 1 {
+        "partially_handed_over"
+    } else {
+        "refused"
+    };
+    assert_eq!(done.json()["order"]["status"], expected, "{}", done.body);
+    assert_eq!(done.json()["printed"], false, "no printer configured");
+    let again = post(
+        "/api/v1/orders/BOPIS-000001/handover",
+        serde_json::json!({ "id_checked": true }),
+    );
+    assert!(
+        again.status >= 400 && again.status < 500,
+        "a second hand-over is refused: {}",
+        again.body
+    );
+
+    // BORIS, offline (no broker here): a small return is within the offline limit.
+    let web1 = a.get("/api/v1/orders/WEB-0000001", Some(&staff)).json();
+    let prices: Vec<i64> = web1["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["unit_price_minor"].as_i64().unwrap())
+        .collect();
+    let small = prices
+        .iter()
+        .position(|p| *p <= 10_000)
+        .expect("a line under the limit")
+        + 1;
+    let big = prices
+        .iter()
+        .position(|p| *p > 10_000)
+        .expect("a line over the limit")
+        + 1;
+    let ret = |line: usize, approval: Option<serde_json::Value>| {
+        let mut b = serde_json::json!({
+            "order_id": "WEB-0000001",
+            "lines": [{ "line_no": line, "qty": 1 }],
+            "reason": "wrong_size", "condition": "like_new",
+            "disposition": "restock", "refund_method": "original_tender",
+        });
+        if let Some(ap) = approval {
+            b["approval"] = ap;
+        }
+        b
+    };
+    let check = post("/api/v1/returns/check", ret(small, None)).json();
+    assert_eq!(check["allowed"], true, "{check}");
+    assert_eq!(check["refund_minor"], prices[small - 1]);
+    let recorded = post("/api/v1/returns", ret(small, None));
+    assert_eq!(recorded.status, 201, "{}", recorded.body);
+    assert!(
+        recorded.json()["return_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    // The same line again: nothing left to return.
+    let twice = post("/api/v1/returns/check", ret(small, None)).json();
+    assert_eq!(twice["allowed"], false, "{twice}");
+
+    // Over the offline limit: a manager must approve.
+    let check = post("/api/v1/returns/check", ret(big, None)).json();
+    assert_eq!(check["allowed"], false, "{check}");
+    assert_eq!(check["offline_limit_exceeded"], true, "{check}");
+    assert_eq!(check["blocking"][0]["code"], "offline_limit", "{check}");
+    assert_eq!(check["manager_can_approve"], true, "{check}");
+    let refused = post("/api/v1/returns", ret(big, None));
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(refused.json()["check"]["blocking"][0]["code"], "offline_limit");
+    // The associate cannot approve it themselves, nor with a wrong manager PIN.
+    let own = serde_json::json!({ "reason": "regular customer" });
+    assert_eq!(post("/api/v1/returns", ret(big, Some(own))).status, 403);
+    let manager = &a.summary["associates"][2];
+    assert_eq!(manager["role"], "manager");
+    let wrong = serde_json::json!({ "reason": "ok", "manager_id": manager["associate_id"], "pin": "0000x" });
+    assert_eq!(post("/api/v1/returns", ret(big, Some(wrong))).status, 401);
+    let associate = &a.summary["associates"][1];
+    let not_manager = serde_json::json!({ "reason": "ok", "manager_id": associate["associate_id"], "pin": associate["pin"] });
+    assert_eq!(post("/api/v1/returns", ret(big, Some(not_manager))).status, 403);
+    let approved = serde_json::json!({ "reason": "receipt checked", "manager_id": manager["associate_id"], "pin": manager["pin"] });
+    let done = post("/api/v1/returns", ret(big, Some(approved)));
+    assert_eq!(done.status, 201, "{}", done.body);
+    assert!(
+        done.json()["overridden"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("offline limit")),
+        "the approval is on the record: {}",
+        done.body
+    );
+
+    // Outside the return window: blocked with the reason; bad codes are named.
+    let old = delivered_older_than(&dir.path_str("sample.jsonl"), 30);
+    let check = post(
+        "/api/v1/returns/check",
+        serde_json::json!({ "order_id": old, "lines": [{ "line_no": 1, "qty": 1 }] }),
+    )
+    .json();
+    assert_eq!(check["allowed"], false, "{check}");
+    assert!(
+        check["blocking"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "outside_window"),
+        "{check}"
+    );
+    let mut bad = ret(small, None);
+    bad["refund_method"] = "cash_in_hand".into();
+    let res = post("/api/v1/returns", bad);
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert!(res.body.contains("refund_method"), "{}", res.body);
+
+    // Both returns and the hand-over wait in the outbox for the cloud.
+    let status = dir.status_json(&a.config);
+    assert_eq!(status["counts"]["returns"], 2, "{status}");
+    a.stop();
+}
