@@ -818,7 +818,14 @@ fn unix_ms(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpora/poslog");
+    /// The POSLog corpus: `../shared/corpora/poslog` beside the clone, or under
+    /// `STORE_AGENT_CORPORA` (as in firmware-interfaces/tests/common).
+    fn corpus_root() -> std::path::PathBuf {
+        std::env::var_os("STORE_AGENT_CORPORA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"))
+            .join("poslog")
+    }
 
     fn hasher() -> KeyedHasher {
         KeyedHasher::new(&[7u8; 32]).expect("a 32-byte key")
@@ -827,7 +834,7 @@ mod tests {
     /// Parses and maps a corpus file; `None` (after a SKIP note) when the corpus
     /// is not there outside CI.
     fn corpus(file: &str) -> Option<Vec<Result<PosTransaction, String>>> {
-        let path = Path::new(CORPUS).join(file);
+        let path = corpus_root().join(file);
         let Ok(bytes) = std::fs::read(&path) else {
             assert_ne!(
                 std::env::var("CI").as_deref(),

@@ -15,7 +15,14 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpora/poslog");
+/// The POSLog corpus: `../shared/corpora/poslog` beside the clone, or under
+/// `STORE_AGENT_CORPORA` (as in firmware-interfaces/tests/common).
+fn corpus_root() -> std::path::PathBuf {
+    std::env::var_os("STORE_AGENT_CORPORA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora"))
+        .join("poslog")
+}
 const RESCAN_MS: u64 = 100;
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -140,7 +147,7 @@ fn poslog(sequence: u32) -> String {
 /// The corpus XML files with how many of their transactions are recordable, or
 /// `None` (after a SKIP note) when the corpus is absent outside CI.
 fn corpus_files() -> Option<Vec<(PathBuf, serde_json::Value)>> {
-    let root = Path::new(CORPUS);
+    let root = corpus_root();
     if !root.is_dir() {
         assert_ne!(
             std::env::var("CI").as_deref(),

@@ -233,7 +233,7 @@
       el("h3", {}, t("customer.orders")), el("div", { id: "open-orders" }, orders),
       el("h3", {}, t("customer.received")), el("div", { id: "recent-orders" }, received),
       el("h3", {}, t("customer.purchases")), el("div", { id: "recent-purchases" }, purchases),
-      el("button", { type: "button", class: "secondary", on: { click: () => hide($("panel")) } }, t("customer.close")));
+      el("button", { type: "button", id: "customer-close", class: "secondary", on: { click: () => hide($("panel")) } }, t("customer.close")));
     $("panel").dataset.customer = p.customer_id;
   }
 
@@ -292,7 +292,7 @@
     }
     const n = $("order");
     const canPickUp = o.kind === "bopis" && OPEN_PICKUP.includes(o.status);
-    const actions = el("div", { class: "actions" },
+    const actions = el("div", { class: "actions", id: "order-actions" },
       o.kind === "bopis" && o.status === "ready_for_pickup"
         ? el("button", { type: "button", id: "order-arrived", class: "secondary", on: { click: () => markArrived(o) } }, t("order.mark_arrived"))
         : null,
@@ -329,6 +329,7 @@
   function startHandover(o) {
     handover = { order: o, scanned: {}, refused: {} };
     for (const l of o.lines) { handover.scanned[l.line_no] = 0; handover.refused[l.line_no] = false; }
+    $("order-actions").hidden = true;
     const lines = el("ul", { id: "handover-lines" }, o.lines.map((l) => el("li", { "data-line": l.line_no, "data-state": "pending" },
       el("span", { class: "name" }, l.name), " ",
       el("span", { class: "count" }),
@@ -408,6 +409,7 @@
   // manager's approval where the policy or the offline limit asks for one.
   function startReturn(o) {
     handover = null;
+    $("order-actions").hidden = true;
     const select = (id, prefix, codes) => el("select", { id, required: true },
       el("option", { value: "" }, "–"),
       codes.map((c) => el("option", { value: c }, tOr(prefix + c, c))));
@@ -478,7 +480,7 @@
       overridden ? el("span", { class: "meta" }, " (" + t("return.approved") + ")") : null);
     show(d,
       el("p", { class: c.allowed ? "ok" : "error" },
-        (c.allowed ? t("return.allowed") : t("return.refused")) + " · " + t("return.refund") + ": " + money(c.refund_minor, c.currency)),
+        c.allowed ? t("return.allowed") + " · " + t("return.refund") + ": " + money(c.refund_minor, c.currency) : t("return.refused")),
       c.blocking.length || c.overridden.length
         ? el("ul", {}, c.blocking.map((r) => item(r, false)), c.overridden.map((r) => item(r, true)))
         : null,

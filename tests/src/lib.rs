@@ -25,6 +25,7 @@
 pub mod browser;
 pub mod http;
 pub mod mqtt;
+pub mod rig;
 
 use std::ffi::OsStr;
 use std::io::Read;

@@ -1,0 +1,235 @@
+//! A real broker, the reference cloud and an agent configuration wired together,
+//! for the tests that run the agent against its cloud (sync, screens).
+
+use crate::mqtt::{AclDevice, Mosquitto, Pki, mosquitto_or_skip};
+use crate::{DEVICE_ID, RunningAgent, STORE_ID, TENANT_ID, TestDir, path_str, poslog_sale, toml_string};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use store_agent::cloud_sim::{CloudSim, CloudSimConfig};
+use store_agent::events::{DownlinkStream, UplinkStream};
+use store_agent::sync::broker::EmbeddedBroker;
+
+/// How long the agent and the cloud may take to come up.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a sync step (snapshot, drain) may take.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the agent may take to stop on SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A broker, the cloud and an agent configuration wired together.
+pub struct Rig {
+    /// The test's directory (configuration, database, spool, broker and cloud files).
+    pub dir: TestDir,
+    /// The runtime the cloud runs on.
+    pub rt: tokio::runtime::Runtime,
+    /// The test's certificate authority and certificates.
+    pub pki: Pki,
+    /// The broker.
+    pub broker: Broker,
+    /// The reference cloud.
+    pub cloud: CloudSim,
+    /// The agent's configuration file.
+    pub config: String,
+    /// The agent's spool folder.
+    pub spool: PathBuf,
+}
+
+/// The two broker implementations the agent is tested against.
+pub enum Broker {
+    /// Mosquitto with TLS client certificates and the ACL.
+    Mosquitto(Mosquitto),
+    /// The demo's embedded rumqttd, plaintext on loopback.
+    Embedded(EmbeddedBroker),
+}
+
+impl Rig {
+    /// With Mosquitto (TLS, client certificates, ACL); `None` (after printing why)
+    /// when Mosquitto is not installed outside CI.
+    pub fn start(test: &str, extra_mqtt: &str) -> Option<Rig> {
+        if !mosquitto_or_skip(test) {
+            return None;
+        }
+        let dir = TestDir::new();
+        let pki = Pki::generate(&dir.join(""));
+        let broker_dir = dir.join("broker");
+        std::fs::create_dir_all(&broker_dir).unwrap();
+        let broker = Mosquitto::start(
+            &broker_dir,
+            &pki,
+            &[AclDevice::new(DEVICE_ID, TENANT_ID, STORE_ID)],
+        );
+        let cloud_files = pki.client("cloud");
+        let device = pki.client(DEVICE_ID);
+        let tls = format!(
+            "ca_file = {}\ncert_file = {}\nkey_file = {}\n",
+            toml_string(&path_str(pki.ca_file())),
+            toml_string(&path_str(&device.cert)),
+            toml_string(&path_str(&device.key)),
+        );
+        let cloud_tls = Some((
+            pki.ca_file().to_owned(),
+            cloud_files.cert.clone(),
+            cloud_files.key.clone(),
+        ));
+        Some(Rig::assemble(
+            dir,
+            pki,
+            Broker::Mosquitto(broker),
+            cloud_tls,
+            &(tls + extra_mqtt),
+        ))
+    }
+
+    /// With the embedded rumqttd broker, plaintext on loopback.
+    pub fn start_embedded() -> Rig {
+        let dir = TestDir::new();
+        let pki = Pki::generate(&dir.join(""));
+        let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).expect("rumqttd starts");
+        Rig::assemble(
+            dir,
+            pki,
+            Broker::Embedded(broker),
+            None,
+            "allow_plaintext = true\n",
+        )
+    }
+
+    fn assemble(
+        dir: TestDir,
+        pki: Pki,
+        broker: Broker,
+        cloud_tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        extra_mqtt: &str,
+    ) -> Rig {
+        let port = match &broker {
+            Broker::Mosquitto(m) => m.port(),
+            Broker::Embedded(e) => e.addr().port(),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cloud_dir = dir.join("cloud");
+        std::fs::create_dir_all(&cloud_dir).unwrap();
+        let mut cfg = CloudSimConfig::new("127.0.0.1", port, TENANT_ID, STORE_ID, &cloud_dir);
+        cfg.tls = cloud_tls;
+        let cloud = rt.block_on(CloudSim::start(cfg)).expect("the cloud starts");
+        assert!(rt.block_on(cloud.wait_ready(READY_TIMEOUT)), "the cloud connects");
+
+        let spool = dir.join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let config = dir.write_config();
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n\
+             boot_delay_max_ms = 0\nbackoff_base_ms = 100\nbackoff_cap_ms = 1000\n\
+             ack_timeout_ms = 3000\nrequest_timeout_ms = 3000\nhealth_interval_s = 1\n{extra_mqtt}\
+             \n[spool]\npath = {}\nrescan_ms = 200\n",
+            toml_string(&path_str(&spool)),
+        ));
+        std::fs::write(&config, text).unwrap();
+        Rig {
+            dir,
+            rt,
+            pki,
+            broker,
+            cloud,
+            config,
+            spool,
+        }
+    }
+
+    pub fn mosquitto(&mut self) -> &mut Mosquitto {
+        match &mut self.broker {
+            Broker::Mosquitto(m) => m,
+            Broker::Embedded(_) => panic!("this test needs Mosquitto"),
+        }
+    }
+
+    pub fn spawn_agent(&self) -> RunningAgent {
+        let mut agent = self.dir.spawn(["run", "--config", &self.config]);
+        assert!(
+            agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
+            "{}",
+            agent.stderr_so_far()
+        );
+        agent
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.dir.status_json(&self.config)
+    }
+
+    /// The agent holds a position for every downlink stream (its snapshot loaded).
+    pub fn wait_bootstrapped(&self, agent: &RunningAgent) {
+        let loaded = wait_for(SYNC_TIMEOUT, || {
+            let s = self.status();
+            s["downlink"]
+                .as_array()
+                .is_some_and(|d| d.len() == DownlinkStream::ALL.len())
+                && s["sync"]["state"] == "online"
+        });
+        assert!(
+            loaded,
+            "no snapshot loaded: {}\n{}",
+            self.status(),
+            agent.stderr_so_far()
+        );
+    }
+
+    pub fn outbox_depth(&self, stream: &str) -> i64 {
+        self.status()["outbox"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|s| s["stream"] == stream)
+                    .map(|s| s["depth"].as_i64().unwrap())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Drops `count` POSLog files numbered from `first` into the spool folder.
+    pub fn drop_transactions(&self, first: u32, count: u32) {
+        for seq in first..first + count {
+            let tmp = self.spool.join(format!("tx-{seq}.xml.tmp"));
+            std::fs::write(&tmp, poslog_sale(seq)).unwrap();
+            std::fs::rename(&tmp, self.spool.join(format!("tx-{seq}.xml"))).unwrap();
+        }
+    }
+
+    pub fn received(&self) -> Vec<store_agent::cloud_sim::ReceivedEvent> {
+        self.rt
+            .block_on(
+                self.cloud
+                    .received_events(DEVICE_ID, UplinkStream::PosTransactions),
+            )
+            .unwrap()
+    }
+
+    pub fn stop_agent(&self, agent: RunningAgent) {
+        agent.signal(libc::SIGTERM);
+        let output = agent.finish(STOP_TIMEOUT);
+        assert_eq!(output.code(), Some(0), "{output}");
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.rt.block_on(self.cloud.shutdown());
+    }
+}
