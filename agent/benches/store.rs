@@ -120,7 +120,13 @@ fn remove_db(path: &Path) {
 enum Row {
     Product([String; 5], [i64; 1], Option<String>, Option<String>),
     Stock(String, i64, i64, Option<String>, Option<String>, i64),
-    Customer(Box<entities::CustomerRecord>, String, String),
+    /// With the e-mail and phone hashes decoded from hex.
+    Customer(
+        Box<entities::CustomerRecord>,
+        String,
+        String,
+        [Option<Vec<u8>>; 2],
+    ),
     Card(Vec<u8>, String, String),
     Wish(entities::WishlistItemRecord, String),
     Cart(entities::CartRecord, Vec<String>),
@@ -161,7 +167,9 @@ fn decode_rows(snapshot: &Path) -> Vec<Row> {
             SnapshotRecord::Customer(c) => {
                 let prefs = serde_json::Value::Object(c.preferences.clone()).to_string();
                 let consent = serde_json::Value::Object(c.consent.clone()).to_string();
-                Row::Customer(Box::new(c), prefs, consent)
+                let unhex = |h: &Option<String>| h.as_deref().map(|h| hex::decode(h).unwrap());
+                let contacts = [unhex(&c.email_hash), unhex(&c.phone_hash)];
+                Row::Customer(Box::new(c), prefs, consent, contacts)
             }
             SnapshotRecord::LoyaltyCard(c) => {
                 Row::Card(hex::decode(&c.card_hash).unwrap(), c.customer_id, c.status)
@@ -222,7 +230,7 @@ fn bare_insert(path: &Path, rows: &[Row]) -> Duration {
                 Row::Stock(g, on, res, aisle, bin, at) => {
                     stock.execute(params![g, on, res, aisle, bin, at]).unwrap();
                 }
-                Row::Customer(c, prefs, consent) => {
+                Row::Customer(c, prefs, consent, [email, phone]) => {
                     customer
                         .execute(params![
                             c.customer_id,
@@ -234,7 +242,10 @@ fn bare_insert(path: &Path, rows: &[Row]) -> Duration {
                             prefs,
                             consent,
                             c.home_store,
-                            c.last_seen_ms
+                            c.last_seen_ms,
+                            email,
+                            phone,
+                            c.phone_last4
                         ])
                         .unwrap();
                 }

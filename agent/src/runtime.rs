@@ -136,7 +136,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
             printer: printer.clone(),
             offline_limit_minor: config.returns.offline_limit_minor,
         };
-        let app = screens_router(&config, store.clone(), screen_events.clone(), inject_tx, counter);
+        let app = screens_router(
+            &config,
+            store.clone(),
+            screen_events.clone(),
+            inject_tx,
+            counter,
+            stop_rx.clone(),
+        );
         let shutdown = devices::stopped(stop_rx.clone());
         parts.spawn(async move {
             let served = axum::serve(
@@ -191,6 +198,7 @@ fn screens_router(
     events: broadcast::Sender<kiosk_ui::model::ScreenEvent>,
     inject: Option<tokio::sync::mpsc::Sender<crate::screens::Injected>>,
     counter: crate::counter::CounterOptions,
+    stop: watch::Receiver<bool>,
 ) -> axum::Router {
     let s = &config.screens;
     let options = kiosk_ui::UiOptions {
@@ -201,6 +209,7 @@ fn screens_router(
         kiosk_idle: Duration::from_secs(s.kiosk_idle_s),
         scan_injection: s.scan_injection,
         store_id: config.store.store_id.clone(),
+        stop: Some(stop),
     };
     let pos = crate::pos_http::routes(crate::pos_http::PosIntake {
         store: store.clone(),

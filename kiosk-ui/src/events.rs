@@ -63,8 +63,20 @@ struct StreamState<D> {
 }
 
 impl<D: ScreenData> StreamState<D> {
-    /// The next message for this session; `None` ends the stream (the session ended).
+    /// The next message for this session; `None` ends the stream (the session
+    /// ended, or the agent is stopping).
     async fn next(&mut self) -> Option<serde_json::Value> {
+        let Some(mut stop) = self.app.options.stop.clone() else {
+            return self.next_message().await;
+        };
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopping| *stopping) => None,
+            m = self.next_message() => m,
+        }
+    }
+
+    async fn next_message(&mut self) -> Option<serde_json::Value> {
         if self.first {
             // The page learns the stream is up (and shows it live) at once.
             self.first = false;

@@ -60,6 +60,10 @@ pub struct UiOptions {
     pub scan_injection: bool,
     /// Store id, shown in the header.
     pub store_id: String,
+    /// Becomes `true` when the agent stops: the live event streams end then, so
+    /// the HTTP server's graceful shutdown is not held open by a screen that
+    /// never disconnects (the pages reconnect to the restarted agent by themselves).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for UiOptions {
@@ -72,6 +76,7 @@ impl Default for UiOptions {
             kiosk_idle: Duration::from_secs(60),
             scan_injection: false,
             store_id: String::new(),
+            stop: None,
         }
     }
 }

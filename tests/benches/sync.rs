@@ -34,7 +34,7 @@ use store_agent::store::snapshot::ImportExpectations;
 use store_agent::store::{Recorded, Store, open_read_only, queries};
 use store_agent::sync::protocol::{Ack, DownlinkBatch, DownlinkItem, Op, Topics, UplinkBatch, VERSION};
 use store_agent_e2e::mqtt::{Mosquitto, mosquitto_or_skip};
-use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID, path_str, toml_string};
+use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID, cpu_model, path_str, toml_string};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
@@ -1096,18 +1096,6 @@ fn snapshot(sizes: &Sizes, data: &Path, aux: &Runtime, agent_rt: &Runtime) -> Sn
 }
 
 // ---------------------------------------------------------------------------------------------
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
 
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }

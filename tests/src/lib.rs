@@ -564,6 +564,19 @@ impl Drop for RunningAgent {
     }
 }
 
+/// The processor's model name from /proc/cpuinfo, for the benchmarks' machine line.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// A pseudo-terminal pair standing in for a serial device: the test writes to
 /// `master` (the scanner, card reader or POS printer port), the agent opens `path`.
 pub struct Pty {

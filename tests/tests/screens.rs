@@ -532,3 +532,30 @@ fn the_counter_hands_over_pickups_and_takes_returns_within_policy_and_the_offlin
     assert_eq!(status["counts"]["returns"], 2, "{status}");
     a.stop();
 }
+
+#[test]
+fn a_screen_left_open_does_not_hold_up_a_clean_stop() {
+    use std::io::{Read, Write};
+    let dir = TestDir::new();
+    let a = start(&dir);
+    let (staff, _) = a.sign_in(0);
+    let mut stream = std::net::TcpStream::connect(&a.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\nCookie: {staff}\r\nAccept: text/event-stream\r\n\r\n",
+        a.addr
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("200 OK"),
+        "the stream is open"
+    );
+    // SIGTERM with the console's stream still connected: the agent ends the
+    // stream, closes the store and exits 0 (Agent::stop asserts the exit code).
+    a.stop();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+}
