@@ -250,8 +250,7 @@
       el("h2", { id: "product-name" }, p.name),
       el("p", { class: "meta" }, [p.brand, p.sku, p.gtin].filter(Boolean).join(" · ")),
       el("p", { id: "product-price" }, t("product.price") + ": " + money(p.price_minor, p.currency)),
-      el("p", { id: "product-stock" }, stockLine(p.stock)),
-      page === "console" && !isOnline() ? el("p", { class: "meta" }, t("product.nearby_offline")) : null);
+      el("p", { id: "product-stock" }, stockLine(p.stock)));
   }
 
   function isOnline() {
@@ -422,7 +421,7 @@
         el("input", { type: "number", id: "return-qty-" + l.line_no, class: "return-qty", "data-line": l.line_no,
           min: 0, max: left, value: 0, inputmode: "numeric", on: { input: clearDecision } }));
     });
-    const override = el("fieldset", { id: "return-override", hidden: true },
+    const override = el("fieldset", { id: "return-override", hidden: true, on: { input: () => returnError("") } },
       el("legend", {}, t("return.override")),
       field("override-reason", t("return.override_reason"), el("input", { id: "override-reason", autocomplete: "off", maxlength: 500 })),
       isManager() ? el("p", { class: "meta" }, t("return.you_approve")) : [

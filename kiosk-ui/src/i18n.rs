@@ -174,11 +174,6 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Keine Bestandsinformation",
     ),
     ("product.aisle", "Aisle", "Gang"),
-    (
-        "product.nearby_offline",
-        "Stock in nearby stores is available when the store is online.",
-        "Bestand in Nachbarfilialen ist nur online verfügbar.",
-    ),
     ("queue.title", "Pickups", "Abholungen"),
     (
         "queue.empty",

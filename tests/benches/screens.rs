@@ -285,6 +285,49 @@ fn main() {
             }
         }
     }
+    // Customer search over HTTP, as the console asks: e-mail and phone by their
+    // keyed hashes (index), the phone's last four (scan until 20 hits), and a name
+    // nobody has (the whole table).
+    let mut searches: Vec<(&str, Vec<Duration>)> = Vec::new();
+    for (what, make) in [
+        (
+            "e-mail",
+            (|k: u64| sample::customer_email(k)) as fn(u64) -> String,
+        ),
+        ("phone number", |k| sample::customer_phone(k)),
+        ("phone last 4", |k| format!("{:04}", (k + 1) % 10_000)),
+        ("name nobody has", |k| format!("Qx{k}")),
+    ] {
+        let mut times = Vec::new();
+        for i in 0..20u64 {
+            let k = i.wrapping_mul(2_654_435_761) % sizes.customers;
+            let q: String = make(k)
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            let t = Instant::now();
+            let res = request(
+                &addr,
+                "GET",
+                &format!("/api/v1/customers?q={q}"),
+                &[("Cookie", &staff)],
+                b"",
+            );
+            times.push(t.elapsed());
+            assert_eq!(res.status, 200, "{}", res.body);
+            let hits = res.json().as_array().map_or(0, Vec::len);
+            if what == "name nobody has" {
+                assert_eq!(hits, 0);
+            } else {
+                assert!(hits >= 1, "{what} {q} found nobody");
+            }
+        }
+        searches.push((what, times));
+    }
+
     let _ = stop.send(());
     rt.block_on(agent).unwrap().expect("the agent stops cleanly");
 
@@ -352,6 +395,14 @@ fn main() {
             ms(p99),
             ms(max)
         );
+    }
+    println!();
+    println!("| customer search over HTTP | n | p50 ms | max ms |");
+    println!("|---|---|---|---|");
+    for (what, mut times) in searches {
+        let n = times.len();
+        let [p50, _, _, max] = summary(&mut times);
+        println!("| {what} | {n} | {} | {} |", ms(p50), ms(max));
     }
     let p99 = percentile(&all, 0.99);
     println!();
