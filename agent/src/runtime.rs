@@ -67,7 +67,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         (None, None)
     };
     // Set up first: a bad certificate stops the start before anything runs.
-    let sync = crate::sync::start(&config, store.clone(), stop_rx.clone())?;
+    let (nearby_tx, nearby_rx) = tokio::sync::mpsc::channel(16);
+    let sync = crate::sync::start_with_lookups(&config, store.clone(), nearby_rx, stop_rx.clone())?;
     let mut parts = tokio::task::JoinSet::new();
     parts.spawn(devices::run(
         config.devices.clone(),
@@ -143,6 +144,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
             inject_tx,
             counter,
             stop_rx.clone(),
+            nearby_tx,
         );
         let shutdown = devices::stopped(stop_rx.clone());
         parts.spawn(async move {
@@ -199,6 +201,7 @@ fn screens_router(
     inject: Option<tokio::sync::mpsc::Sender<crate::screens::Injected>>,
     counter: crate::counter::CounterOptions,
     stop: watch::Receiver<bool>,
+    nearby: tokio::sync::mpsc::Sender<crate::sync::engine::NearbyLookup>,
 ) -> axum::Router {
     let s = &config.screens;
     let options = kiosk_ui::UiOptions {
@@ -216,7 +219,8 @@ fn screens_router(
         store_id: config.store.store_id.clone(),
         currency: config.store.currency.clone(),
     });
-    let data = Arc::new(crate::screens::AgentScreens::new(store, events, inject, counter));
+    let data =
+        Arc::new(crate::screens::AgentScreens::new(store, events, inject, counter).with_nearby(nearby));
     kiosk_ui::router(data, options, pos)
 }
 

@@ -43,7 +43,11 @@ pub struct AgentScreens {
     events: broadcast::Sender<ScreenEvent>,
     inject: Option<mpsc::Sender<Injected>>,
     counter: Counter,
+    nearby: Option<mpsc::Sender<crate::sync::engine::NearbyLookup>>,
 }
+
+/// How long the console waits for the cloud's nearby-stock answer.
+const NEARBY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl AgentScreens {
     /// Screens over `store`, pushing `events`; `inject` is where injected scans go
@@ -60,7 +64,14 @@ impl AgentScreens {
             store,
             events,
             inject,
+            nearby: None,
         }
+    }
+
+    /// Nearby-stock look-ups go to the cloud sync through `lookups`.
+    pub fn with_nearby(mut self, lookups: mpsc::Sender<crate::sync::engine::NearbyLookup>) -> AgentScreens {
+        self.nearby = Some(lookups);
+        self
     }
 
     /// Runs a query on the read pool, with the store's errors as the screens' errors.
@@ -152,6 +163,34 @@ impl ScreenData for AgentScreens {
     async fn product(&self, gtin: &str) -> Result<Option<ProductView>, DataError> {
         let g = gtin.to_string();
         self.read(move |c| queries::product_by_gtin(c, &g)).await
+    }
+
+    async fn nearby_stock(&self, gtin: &str) -> Result<Vec<kiosk_ui::model::NearbyStoreView>, DataError> {
+        let gtin =
+            crate::store::entities::gtin14("gtin", gtin).map_err(|e| DataError::Invalid(e.to_string()))?;
+        let unavailable =
+            || DataError::Unavailable("stock in nearby stores needs the cloud: the store is offline".into());
+        let Some(lookups) = &self.nearby else {
+            return Err(DataError::Unavailable("no cloud connection is configured".into()));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        lookups
+            .try_send(crate::sync::engine::NearbyLookup { gtin, reply })
+            .map_err(|_| unavailable())?;
+        match tokio::time::timeout(NEARBY_TIMEOUT, answer).await {
+            Ok(Ok(stores)) => Ok(stores
+                .into_iter()
+                .take(20)
+                .map(|s| kiosk_ui::model::NearbyStoreView {
+                    store_id: s.store_id,
+                    name: s.name,
+                    available: s.available,
+                    distance_m: s.distance_m,
+                })
+                .collect()),
+            Ok(Err(_)) => Err(unavailable()),
+            Err(_) => Err(DataError::Unavailable("the cloud did not answer in time".into())),
+        }
     }
 
     async fn pickup_queue(&self) -> Result<Vec<QueueEntry>, DataError> {

@@ -250,7 +250,27 @@
       el("h2", { id: "product-name" }, p.name),
       el("p", { class: "meta" }, [p.brand, p.sku, p.gtin].filter(Boolean).join(" · ")),
       el("p", { id: "product-price" }, t("product.price") + ": " + money(p.price_minor, p.currency)),
-      el("p", { id: "product-stock" }, stockLine(p.stock)));
+      el("p", { id: "product-stock" }, stockLine(p.stock)),
+      page === "console" ? el("div", { id: "product-nearby" }) : null);
+    if (page === "console") nearbyStock(p.gtin);
+  }
+
+  // Stock in nearby stores comes from the cloud, asked now; offline there is none.
+  async function nearbyStock(gtin) {
+    const box = $("product-nearby");
+    if (!isOnline()) { box.replaceChildren(el("p", { class: "meta" }, t("product.nearby_offline"))); return; }
+    box.replaceChildren(el("p", { class: "meta" }, t("product.nearby_loading")));
+    let stores;
+    try { stores = await api("GET", "/api/v1/products/" + encodeURIComponent(gtin) + "/nearby"); }
+    catch (_) { if ($("product-nearby") === box) box.replaceChildren(el("p", { class: "meta" }, t("product.nearby_offline"))); return; }
+    if ($("product-nearby") !== box) return;
+    box.replaceChildren(
+      el("h3", {}, t("product.nearby")),
+      stores.length
+        ? el("ul", {}, stores.map((s) => el("li", { "data-store": s.store_id },
+            s.name + " · " + (s.available > 0 ? s.available + " " + t("product.in_stock") : t("product.out_of_stock_there"))
+            + (s.distance_m ? " · " + (s.distance_m / 1000).toFixed(1) + " km" : ""))))
+        : el("p", { class: "meta" }, t("product.nearby_none")));
   }
 
   function isOnline() {
@@ -523,7 +543,14 @@
   // as it is now, unless the associate is in the middle of working on it.
   async function refreshCurrentOrder() {
     if (!current || $("order").hidden || handover || $("return-form")) return;
-    try { renderOrder(await api("GET", "/api/v1/orders/" + encodeURIComponent(current.order_id))); } catch (_) { /* keep what is shown */ }
+    const id = current.order_id;
+    let fresh;
+    try { fresh = await api("GET", "/api/v1/orders/" + encodeURIComponent(id)); } catch (_) { return; /* keep what is shown */ }
+    if (!current || current.order_id !== id || handover || $("return-form")) return;
+    // The outcome of what the associate just did stays on screen.
+    const outcome = $("handover-result") || $("return-result");
+    renderOrder(fresh);
+    if (outcome) show($("order-work"), outcome);
   }
 
   async function openOrder(id) {

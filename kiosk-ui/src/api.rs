@@ -25,6 +25,7 @@ pub fn routes<D: ScreenData>() -> Router<AppState<D>> {
         .route("/api/v1/customers", get(search::<D>))
         .route("/api/v1/customers/{id}", get(customer::<D>))
         .route("/api/v1/products/{gtin}", get(product::<D>))
+        .route("/api/v1/products/{gtin}/nearby", get(nearby::<D>))
         .route("/api/v1/pickups", get(pickups::<D>))
         .route("/api/v1/orders/{id}", get(order::<D>))
         .route("/api/v1/kiosk/me", get(kiosk_me::<D>))
@@ -223,6 +224,23 @@ async fn product<D: ScreenData>(
     found(app.data.product(&gtin).await?, || {
         format!("no product {gtin} in the catalogue")
     })
+}
+
+async fn nearby<D: ScreenData>(
+    State(app): State<AppState<D>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(gtin): Path<String>,
+) -> ApiResult {
+    require(&app, &method, &headers, Need::Staff)?;
+    match app.data.nearby_stock(&gtin).await {
+        Ok(stores) => json(&stores),
+        // Here "unavailable" is the cloud, not the local store: say which.
+        Err(crate::data::DataError::Unavailable(why)) => {
+            Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, why))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn pickups<D: ScreenData>(

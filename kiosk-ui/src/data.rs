@@ -79,6 +79,13 @@ pub trait ScreenData: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<CustomerHit>, DataError>> + Send;
     /// A product by any GTIN form, with stock here.
     fn product(&self, gtin: &str) -> impl Future<Output = Result<Option<ProductView>, DataError>> + Send;
+    /// The product's stock in nearby stores, asked of the cloud now (nearest
+    /// first); [`DataError::Unavailable`] while offline or when the cloud does not
+    /// answer in time.
+    fn nearby_stock(
+        &self,
+        gtin: &str,
+    ) -> impl Future<Output = Result<Vec<crate::model::NearbyStoreView>, DataError>> + Send;
     /// BOPIS orders waiting for pickup, arrived customers first.
     fn pickup_queue(&self) -> impl Future<Output = Result<Vec<QueueEntry>, DataError>> + Send;
     /// An order with its lines.

@@ -174,6 +174,23 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Keine Bestandsinformation",
     ),
     ("product.aisle", "Aisle", "Gang"),
+    ("product.nearby", "Nearby stores", "Filialen in der Nähe"),
+    (
+        "product.nearby_loading",
+        "Asking nearby stores…",
+        "Frage Filialen in der Nähe…",
+    ),
+    (
+        "product.nearby_offline",
+        "Stock in nearby stores is shown while the store is online.",
+        "Bestand in Filialen in der Nähe wird nur online angezeigt.",
+    ),
+    (
+        "product.nearby_none",
+        "No nearby store reported stock.",
+        "Keine Filiale in der Nähe meldet Bestand.",
+    ),
+    ("product.out_of_stock_there", "out of stock", "nicht vorrätig"),
     ("queue.title", "Pickups", "Abholungen"),
     (
         "queue.empty",

@@ -6,6 +6,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A product's stock in a store near this one (from the cloud, while online).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearbyStoreView {
+    /// The store's id.
+    pub store_id: String,
+    /// Its name.
+    pub name: String,
+    /// Units available there.
+    pub available: i64,
+    /// Distance in metres, when the cloud knows.
+    pub distance_m: Option<u32>,
+}
+
 /// This store's stock of a product, as the screens show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {

@@ -19,6 +19,9 @@ pub const DOCUMENT: &str = r##"{
       "Stock": { "type": "object", "properties": {
         "on_hand": { "type": "integer" }, "reserved_bopis": { "type": "integer" }, "available": { "type": "integer" },
         "aisle": { "type": ["string", "null"] }, "bin": { "type": ["string", "null"] } } },
+      "NearbyStore": { "type": "object", "properties": {
+        "store_id": { "type": "string" }, "name": { "type": "string" }, "available": { "type": "integer" },
+        "distance_m": { "type": ["integer", "null"] } } },
       "Product": { "type": "object", "properties": {
         "gtin": { "type": "string" }, "sku": { "type": "string" }, "name": { "type": "string" },
         "brand": { "type": ["string", "null"] }, "price_minor": { "type": "integer" }, "currency": { "type": "string" },
@@ -86,6 +89,10 @@ pub const DOCUMENT: &str = r##"{
       "parameters": [{ "name": "gtin", "in": "path", "required": true, "schema": { "type": "string" } }],
       "responses": { "200": { "description": "Product", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Product" } } } },
         "400": { "description": "Not a valid GTIN" }, "404": { "description": "Not in the catalogue" } } } },
+    "/api/v1/products/{gtin}/nearby": { "get": { "summary": "The product's stock in nearby stores, asked of the cloud now (staff; online only)", "security": [{ "session": [] }],
+      "parameters": [{ "name": "gtin", "in": "path", "required": true, "schema": { "type": "string" } }],
+      "responses": { "200": { "description": "Stores, nearest first", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/NearbyStore" } } } } },
+        "400": { "description": "Not a valid GTIN" }, "403": { "description": "Not a staff session" }, "503": { "description": "The store is offline or the cloud did not answer in time" } } } },
     "/api/v1/pickups": { "get": { "summary": "BOPIS orders waiting for pickup, arrived customers first (staff)", "security": [{ "session": [] }],
       "responses": { "200": { "description": "Queue entries" } } } },
     "/api/v1/orders/{id}": { "get": { "summary": "An online order with its lines (staff)", "security": [{ "session": [] }],

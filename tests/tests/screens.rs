@@ -389,6 +389,19 @@ fn the_counter_hands_over_pickups_and_takes_returns_within_policy_and_the_offlin
         assert_eq!(res.status, 403, "{path}: {}", res.body);
     }
 
+    // Stock in nearby stores needs the cloud: no broker here, so 503; kiosks never.
+    let nearby = a.get("/api/v1/products/4006381333931/nearby", Some(&staff));
+    assert_eq!(nearby.status, 503, "{}", nearby.body);
+    assert!(
+        nearby.body.contains("offline") || nearby.body.contains("cloud"),
+        "{}",
+        nearby.body
+    );
+    assert_eq!(
+        a.get("/api/v1/products/4006381333931/nearby", Some(&kc)).status,
+        403
+    );
+
     // BOPIS: the customer is marked as arrived, then handed the order with the
     // last line refused; without the ID check nothing happens.
     let order = a.get("/api/v1/orders/BOPIS-000001", Some(&staff)).json();

@@ -260,6 +260,14 @@ fn a_kiosk_check_in_highlights_the_order_the_hand_over_is_verified_and_a_return_
             );
             save_docs_screenshot(&b.screenshot_png().await, "console-customer");
 
+            // A product scan: price and stock here, and (online) in nearby stores,
+            // asked of the cloud there and then.
+            let gtin = sample::product_gtin(1, 0);
+            scan(rig, &addr, "console", &gtin);
+            b.wait_for("#product-name").await;
+            b.wait_for("#product-nearby li[data-store]").await;
+            assert!(b.text("#product-nearby").await.contains("Reference store 1"));
+
             // The customer checks in at the kiosk: the console highlights the order.
             let (order_id, code) = &s.example_pickups[0];
             scan(rig, &addr, "kiosk", code);
@@ -370,6 +378,9 @@ fn with_the_broker_down_the_counter_keeps_working_and_the_cloud_gets_everything_
             tokio::task::block_in_place(|| rig.mosquitto().stop());
             b.wait_for("#status-online[data-online=false]").await;
             b.wait_for_text("#status-online", "Offline since").await;
+            scan(rig, &addr, "console", &sample::product_gtin(1, 0));
+            b.wait_for_text("#product-nearby", "while the store is online")
+                .await;
 
             // A hand-over at the counter: the customer came without the kiosk.
             let (order_id, _) = &s.example_pickups[1];

@@ -14,8 +14,8 @@ use super::db::{self, RangeCheck};
 use super::{RunState, Shared, to_json};
 use crate::events::{DownlinkStream, UplinkStream, now_ms};
 use crate::sync::protocol::{
-    Ack, DeviceDownlink, DeviceUplink, DownlinkBatch, DownlinkItem, Health, MAX_PAYLOAD_BYTES, Op, Presence,
-    Reply, Request, RequestBody, SnapshotManifest, TOPIC_ROOT, Topic, UplinkBatch, VERSION,
+    Ack, DeviceDownlink, DeviceUplink, DownlinkBatch, DownlinkItem, Health, MAX_PAYLOAD_BYTES, NearbyStore,
+    Op, Presence, Reply, Request, RequestBody, SnapshotManifest, TOPIC_ROOT, Topic, UplinkBatch, VERSION,
 };
 use anyhow::{Context, anyhow, bail};
 use rumqttc::{Event, EventLoop, Outgoing, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
@@ -356,6 +356,9 @@ async fn handle_request(
                 tracing::error!(device, %stream, error = %format!("{e:#}"), "Cannot answer a range request.");
             }
         }
+        RequestBody::NearbyStock { gtin } => {
+            answer_nearby(shared, reply_topic, request.request_id, gtin).await;
+        }
         RequestBody::Snapshot { streams } => {
             while side.len() >= MAX_SNAPSHOT_TASKS {
                 side.join_next().await;
@@ -383,6 +386,42 @@ async fn handle_request(
                 }
             });
         }
+    }
+}
+
+/// The reference cloud's stores near this one: a real cloud answers from its
+/// stores' stock; this one has only its own store, so it makes three neighbours
+/// up, deterministically from the GTIN and this store's count (documented in
+/// docs/protocol.md as simulated).
+async fn answer_nearby(shared: &Arc<Shared>, reply_topic: String, request_id: String, gtin: String) {
+    let key = super::keys::normalize_key(DownlinkStream::Stock, &gtin);
+    let here = shared
+        .db
+        .call(move |c| Ok(db::entity_in_state(c, DownlinkStream::Stock, &key)?))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s["on_hand"].as_i64())
+        .unwrap_or(0);
+    let seed = gtin
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let stores = (1..=3u64)
+        .map(|i| NearbyStore {
+            store_id: format!("nearby-{i}"),
+            name: format!("Reference store {i}"),
+            available: ((seed / (i * 7) + here as u64 * i) % 25) as i64,
+            distance_m: Some(900 * i as u32 + (seed % 500) as u32),
+        })
+        .collect();
+    let reply = Reply::NearbyStock {
+        v: VERSION,
+        request_id,
+        gtin,
+        stores,
+    };
+    if let Err(e) = shared.sink.publish(reply_topic, to_json(&reply)).await {
+        tracing::warn!(error = %format!("{e:#}"), "Cannot send a nearby-stock reply.");
     }
 }
 

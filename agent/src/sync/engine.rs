@@ -17,8 +17,8 @@
 use super::connection::ConnectionEvent;
 use super::fetch;
 use super::protocol::{
-    Ack, CommandBody, DeviceDownlink, DeviceUplink, DownlinkBatch, Health, MAX_PAYLOAD_BYTES, Reply, Request,
-    RequestBody, SnapshotManifest, Topic, Topics, UplinkBatch, UplinkEvent, VERSION,
+    Ack, CommandBody, DeviceDownlink, DeviceUplink, DownlinkBatch, Health, MAX_PAYLOAD_BYTES, NearbyStore,
+    Reply, Request, RequestBody, SnapshotManifest, Topic, Topics, UplinkBatch, UplinkEvent, VERSION,
 };
 use crate::config::MqttConfig;
 use crate::events::{DownlinkStream, UplinkStream, now_ms};
@@ -30,7 +30,7 @@ use rumqttc::{AsyncClient, QoS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The most events in one uplink message.
 pub const MAX_BATCH_EVENTS: usize = 500;
@@ -45,6 +45,9 @@ const BUSY_POLL: Duration = Duration::from_millis(10);
 
 /// How often the pump looks at an outbox that was empty last time.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Nearby-stock look-ups waiting for the cloud at most; more are answered "not now".
+const MAX_NEARBY_WAITING: usize = 32;
 
 /// What the engine needs besides the store and the client.
 #[derive(Debug, Clone)]
@@ -135,6 +138,19 @@ pub struct Engine {
     group: Vec<crate::store::downlink::Received>,
     /// An ack opened the window: run the pump now rather than at its next poll.
     wake_pump: bool,
+    /// Nearby-stock look-ups waiting for the cloud's reply, by request id.
+    nearby: HashMap<String, oneshot::Sender<Vec<NearbyStore>>>,
+}
+
+/// A screen asks for a product's stock in nearby stores. The answer is dropped
+/// (the receiver sees an error) when the store is offline or the cloud does not
+/// answer before the caller gives up.
+#[derive(Debug)]
+pub struct NearbyLookup {
+    /// The GTIN on 14 digits.
+    pub gtin: String,
+    /// Where the stores go.
+    pub reply: oneshot::Sender<Vec<NearbyStore>>,
 }
 
 impl Engine {
@@ -171,11 +187,17 @@ impl Engine {
             done_rx,
             group: Vec::new(),
             wake_pump: false,
+            nearby: HashMap::new(),
         })
     }
 
     /// Runs until `stop` or until the connection task goes away.
-    pub async fn run(mut self, mut events: mpsc::Receiver<ConnectionEvent>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ConnectionEvent>,
+        mut lookups: mpsc::Receiver<NearbyLookup>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         self.record_state().await;
         if let Err(e) = self.load_acked().await {
             tracing::error!(error = %e, "Cannot read the outbox state; the sync starts from the oldest event.");
@@ -206,6 +228,7 @@ impl Engine {
                     None => break,
                 },
                 Some(done) = self.done_rx.recv() => self.on_snapshot_done(done).await,
+                Some(lookup) = lookups.recv() => self.ask_nearby(lookup),
                 _ = health.tick(), if self.connected => self.publish_health().await,
                 _ = tokio::time::sleep_until(next_pump), if self.connected => {
                     let busy = self.pump().await;
@@ -266,6 +289,8 @@ impl Engine {
                 self.bootstrap().await;
             }
             ConnectionEvent::Disconnected { error } => {
+                // No reply will come over this connection: the screens hear "offline".
+                self.nearby.clear();
                 let now = now_ms();
                 if self.connected || self.sync_state.state == "connecting" {
                     self.sync_state.since_ms = now;
@@ -563,6 +588,13 @@ impl Engine {
 
     async fn on_reply(&mut self, topic: String, reply: Reply) {
         match reply {
+            Reply::NearbyStock {
+                request_id, stores, ..
+            } => {
+                if let Some(tx) = self.nearby.remove(&request_id) {
+                    let _ = tx.send(stores);
+                }
+            }
             Reply::Range { batch, .. } => {
                 let Some(stream) = DownlinkStream::parse(&batch.stream) else {
                     let error = format!("a range reply for the unknown stream {:?}", batch.stream);
@@ -750,7 +782,34 @@ impl Engine {
     }
 
     /// Resends after silence, and asks again for requests that got no reply.
+    /// Sends a nearby-stock request, or drops the look-up while offline.
+    fn ask_nearby(&mut self, lookup: NearbyLookup) {
+        if !self.connected || self.nearby.len() >= MAX_NEARBY_WAITING {
+            return;
+        }
+        let request = Request {
+            v: VERSION,
+            request_id: uuid::Uuid::now_v7().to_string(),
+            body: RequestBody::NearbyStock { gtin: lookup.gtin },
+        };
+        let payload = serde_json::to_vec(&request).unwrap_or_default();
+        if self
+            .client
+            .try_publish(
+                self.topics.device_up(DeviceUplink::Requests),
+                QoS::AtMostOnce,
+                false,
+                payload,
+            )
+            .is_ok()
+        {
+            self.nearby.insert(request.request_id, lookup.reply);
+        }
+    }
+
     async fn check_timeouts(&mut self) {
+        // Look-ups whose screen gave up.
+        self.nearby.retain(|_, reply| !reply.is_closed());
         let ack_timeout = Duration::from_millis(self.opts.mqtt.ack_timeout_ms);
         for (stream, st) in self.uplink.iter_mut() {
             if st.sent_through > st.acked && st.progress_at.elapsed() > ack_timeout {

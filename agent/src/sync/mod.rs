@@ -33,6 +33,18 @@ pub fn start(
     store: Arc<Store>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<impl Future<Output = ()> + Send + 'static>> {
+    // Nobody asks for nearby stock: the sender goes at once, the engine never waits.
+    let (_, lookups) = mpsc::channel(1);
+    start_with_lookups(config, store, lookups, stop)
+}
+
+/// [`start`], with the screens' nearby-stock look-ups arriving on `lookups`.
+pub fn start_with_lookups(
+    config: &Config,
+    store: Arc<Store>,
+    lookups: mpsc::Receiver<engine::NearbyLookup>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<impl Future<Output = ()> + Send + 'static>> {
     let Some(mqtt) = config.mqtt.clone() else {
         tracing::info!("No [mqtt] section: running store-only, events wait in the outbox.");
         return Ok(None);
@@ -73,7 +85,7 @@ pub fn start(
             events_tx,
             stop.clone(),
         ));
-        engine.run(events_rx, stop).await;
+        engine.run(events_rx, lookups, stop).await;
         let _ = connection.await;
     }))
 }

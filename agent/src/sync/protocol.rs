@@ -340,6 +340,27 @@ pub enum RequestBody {
         /// The streams to reload.
         streams: Vec<DownlinkStream>,
     },
+    /// This product's stock in the stores near this one, for the console's
+    /// product panel (only while online; never cached).
+    NearbyStock {
+        /// The GTIN on 14 digits.
+        gtin: String,
+    },
+}
+
+/// One store near the asking one, in a [`Reply::NearbyStock`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NearbyStore {
+    /// The store's id.
+    pub store_id: String,
+    /// Its name, as a customer knows it.
+    pub name: String,
+    /// Units available to sell there (on hand minus reservations).
+    pub available: i64,
+    /// How far it is, in metres, when the cloud knows.
+    #[serde(default)]
+    pub distance_m: Option<u32>,
 }
 
 /// The cloud's answer to a [`Request`], on the device's `reply` topic.
@@ -374,6 +395,17 @@ pub enum Reply {
         request_id: String,
         /// The snapshot.
         manifest: SnapshotManifest,
+    },
+    /// The product's stock in nearby stores, nearest first (at most 20).
+    NearbyStock {
+        /// [`VERSION`].
+        v: u32,
+        /// The request answered.
+        request_id: String,
+        /// The GTIN asked for.
+        gtin: String,
+        /// The stores.
+        stores: Vec<NearbyStore>,
     },
 }
 
@@ -529,6 +561,41 @@ mod tests {
         ] {
             assert_eq!(Topic::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn nearby_stock_request_and_reply_are_the_documented_json() {
+        let text = include_str!("../../../docs/protocol.md");
+        let start = text.find("### Stock in nearby stores").unwrap();
+        let examples: Vec<&str> = text[start..]
+            .split("```json\n")
+            .skip(1)
+            .take(2)
+            .map(|b| b.split("\n```").next().unwrap())
+            .collect();
+        let req: Request = serde_json::from_str(examples[0]).unwrap();
+        assert_eq!(
+            req.body,
+            RequestBody::NearbyStock {
+                gtin: "04006381333931".into()
+            }
+        );
+        let reply: Reply = serde_json::from_str(examples[1]).unwrap();
+        let Reply::NearbyStock {
+            request_id, stores, ..
+        } = reply
+        else {
+            panic!("not a nearby_stock reply")
+        };
+        assert_eq!(request_id, req.request_id);
+        assert_eq!(stores.len(), 2);
+        assert_eq!(stores[0].distance_m, Some(1200));
+        assert_eq!(stores[1].distance_m, None);
+        // Unknown fields are refused like everywhere in the protocol.
+        assert!(
+            serde_json::from_str::<NearbyStore>(r#"{"store_id":"a","name":"b","available":1,"x":2}"#)
+                .is_err()
+        );
     }
 
     #[test]
