@@ -27,6 +27,13 @@ use std::io::Write;
 /// Public on purpose: it protects nothing and must never be used in a store.
 pub const DEMO_HASH_KEY_HEX: &str = "64656d6f2d6f6e6c792d6b65792d2d6e6f742d666f722d70726f64756374696f6e";
 
+/// The hasher of [`DEMO_HASH_KEY_HEX`]: what the sample data, the demo and the
+/// reference cloud's default base data are hashed with.
+pub fn demo_hasher() -> KeyedHasher {
+    KeyedHasher::new(&hex::decode(DEMO_HASH_KEY_HEX).expect("the demo key is hex"))
+        .expect("the demo key is 32 bytes")
+}
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SampleSpec {
@@ -704,7 +711,7 @@ mod tests {
     use super::*;
 
     fn hasher() -> KeyedHasher {
-        KeyedHasher::new(&hex::decode(DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+        demo_hasher()
     }
 
     fn spec() -> SampleSpec {

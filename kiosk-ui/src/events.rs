@@ -40,11 +40,13 @@ async fn events<D: ScreenData>(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let session = require(&app, &method, &headers, Need::StaffOrKiosk)?;
     let rx = app.data.subscribe();
+    let stop = app.options.stop.clone();
     let state = StreamState {
         app,
         session_id: session.id,
         kiosk: matches!(session.role, Role::Kiosk { .. }),
         rx,
+        stop,
         first: true,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
@@ -59,6 +61,8 @@ struct StreamState<D> {
     session_id: String,
     kiosk: bool,
     rx: tokio::sync::broadcast::Receiver<ScreenEvent>,
+    /// The agent's stop signal ([`crate::UiOptions::stop`]).
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
     first: bool,
 }
 
@@ -66,14 +70,16 @@ impl<D: ScreenData> StreamState<D> {
     /// The next message for this session; `None` ends the stream (the session
     /// ended, or the agent is stopping).
     async fn next(&mut self) -> Option<serde_json::Value> {
-        let Some(mut stop) = self.app.options.stop.clone() else {
+        let Some(mut stop) = self.stop.take() else {
             return self.next_message().await;
         };
-        tokio::select! {
+        let next = tokio::select! {
             biased;
-            _ = stop.wait_for(|stopping| *stopping) => None,
+            _ = stop.wait_for(|stopping| *stopping) => return None,
             m = self.next_message() => m,
-        }
+        };
+        self.stop = Some(stop);
+        next
     }
 
     async fn next_message(&mut self) -> Option<serde_json::Value> {

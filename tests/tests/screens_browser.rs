@@ -27,15 +27,7 @@ fn cloud_spec() -> SampleSpec {
 
 /// The sample's associates and pickups, as `sample-data` prints them.
 fn summary() -> sample::SampleSummary {
-    let hasher = store_agent::store::KeyedHasher::new(&hex_decode(sample::DEMO_HASH_KEY_HEX)).unwrap();
-    sample::write_snapshot(&cloud_spec(), &hasher, std::io::sink()).unwrap()
-}
-
-fn hex_decode(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
+    sample::write_snapshot(&cloud_spec(), &sample::demo_hasher(), std::io::sink()).unwrap()
 }
 
 /// The agent under test: the rig, the running agent, its HTTP address and the

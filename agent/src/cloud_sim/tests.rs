@@ -28,7 +28,7 @@ fn spec() -> SampleSpec {
 }
 
 fn hasher() -> KeyedHasher {
-    KeyedHasher::new(&hex::decode(sample::DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+    sample::demo_hasher()
 }
 
 /// A cloud database with the small sample loaded, and its snapshot service.

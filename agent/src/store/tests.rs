@@ -13,7 +13,7 @@ const DAY: i64 = 86_400_000;
 const NOW: i64 = 1_790_000_000_000;
 
 fn hasher() -> KeyedHasher {
-    KeyedHasher::new(&hex::decode(sample::DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+    sample::demo_hasher()
 }
 
 struct Fixture {

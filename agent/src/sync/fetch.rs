@@ -210,7 +210,7 @@ mod tests {
     }
 
     fn hasher() -> KeyedHasher {
-        KeyedHasher::new(&hex::decode(sample::DEMO_HASH_KEY_HEX).unwrap()).unwrap()
+        sample::demo_hasher()
     }
 
     fn customers(store: &Store) -> i64 {
