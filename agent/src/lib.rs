@@ -16,6 +16,7 @@ pub mod domain;
 pub mod events;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pos_http;
 pub mod printers;
 pub mod runtime;

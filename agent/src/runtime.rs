@@ -160,6 +160,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         });
     }
 
+    // Told to systemd only now: the database is open and the HTTP server bound.
+    let notifier = Arc::new(crate::notify::Notifier::from_env());
+    notifier.ready(
+        &service_status(&store)
+            .await
+            .unwrap_or_else(|| "starting".to_owned()),
+    );
+    if notifier.is_enabled() {
+        parts.spawn(watchdog(notifier.clone(), store.clone(), stop_rx.clone()));
+    }
     tracing::info!(
         store_id = %config.store.store_id,
         device_id = %config.store.device_id,
@@ -170,6 +180,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
 
     shutdown.await;
     tracing::info!("Shutting down.");
+    notifier.stopping();
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(STOP_DEADLINE, async {
         while parts.join_next().await.is_some() {}
@@ -191,6 +202,60 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         .context("the store closing task failed")?;
     tracing::info!("Stopped cleanly.");
     Ok(())
+}
+
+/// How often the status line is refreshed when systemd set no watchdog.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The status line for systemd, from one read of the database; `None` when the
+/// read failed.
+async fn service_status(store: &Store) -> Option<String> {
+    match store.reads().read(crate::store::queries::status_bar).await {
+        Ok(bar) => Some(crate::notify::status_line(
+            bar.online,
+            bar.since_ms,
+            bar.events_waiting,
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "The status for systemd could not be read.");
+            None
+        }
+    }
+}
+
+/// Pings systemd's watchdog at half its interval, but only after the database
+/// answered a read: an agent whose store is wedged stops pinging and is restarted.
+/// Refreshes the status line on the same beat.
+async fn watchdog(
+    notifier: Arc<crate::notify::Notifier>,
+    store: Arc<Store>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = notifier
+        .watchdog()
+        .map(|w| (w / 2).max(Duration::from_millis(100)))
+        .unwrap_or(STATUS_INTERVAL)
+        .min(STATUS_INTERVAL);
+    let mut last = String::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let Some(status) = service_status(&store).await else {
+            continue;
+        };
+        if notifier.watchdog().is_some() {
+            notifier.watchdog_ping();
+        }
+        if status != last {
+            notifier.status(&status);
+            last = status;
+        }
+    }
 }
 
 /// The screens, the JSON API and the POS intake, as one router.

@@ -282,9 +282,22 @@ impl TestDir {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// As [`TestDir::spawn`], with extra environment variables (`NOTIFY_SOCKET`, say).
+    pub fn spawn_with_env<I, S>(&self, args: I, env: &[(&str, &OsStr)]) -> RunningAgent
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let args: Vec<S> = args.into_iter().collect();
         let description = describe_args(&args);
-        let mut child = agent_command()
+        let mut command = agent_command();
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .args(&args)
             .current_dir(self.path())
             .stdout(Stdio::piped())

@@ -617,6 +617,7 @@ async fn bad_messages_are_counted_and_good_ones_still_acked() {
         device_id: DEVICE.into(),
         state: "online".into(),
         agent_version: "0.1.0".into(),
+        reason: None,
     };
     rig.deliver(
         "sa/v1/device/acme.s0001.pos01/presence",

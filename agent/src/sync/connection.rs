@@ -51,7 +51,7 @@ pub fn mqtt_options(cfg: &MqttConfig, client_id: &str, topics: &Topics) -> anyho
         .set_inflight(100)
         .set_last_will(LastWill::new(
             topics.presence(),
-            presence_payload(client_id, "offline"),
+            presence_payload(client_id, PresenceState::ConnectionLost),
             QoS::AtLeastOnce,
             true,
         ));
@@ -80,13 +80,30 @@ pub fn mqtt_options(cfg: &MqttConfig, client_id: &str, topics: &Topics) -> anyho
     Ok(options)
 }
 
+/// What the retained presence message says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceState {
+    /// Connected (after every CONNACK).
+    Online,
+    /// A clean stop, published by the agent before DISCONNECT.
+    Stopped,
+    /// The Last Will, published by the broker when the device vanished.
+    ConnectionLost,
+}
+
 /// The retained presence message.
-pub fn presence_payload(device_id: &str, state: &str) -> Vec<u8> {
+pub fn presence_payload(device_id: &str, presence: PresenceState) -> Vec<u8> {
+    let (state, reason) = match presence {
+        PresenceState::Online => ("online", None),
+        PresenceState::Stopped => ("offline", Some("stopped")),
+        PresenceState::ConnectionLost => ("offline", Some("connection_lost")),
+    };
     serde_json::to_vec(&Presence {
         v: VERSION,
         device_id: device_id.to_owned(),
         state: state.to_owned(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        reason: reason.map(str::to_owned),
     })
     .unwrap_or_default()
 }
@@ -151,7 +168,7 @@ pub async fn run(
                     topics.presence(),
                     QoS::AtLeastOnce,
                     true,
-                    presence_payload(&client_id, "online"),
+                    presence_payload(&client_id, PresenceState::Online),
                 );
                 if events
                     .send(ConnectionEvent::Connected {
@@ -215,25 +232,60 @@ pub async fn run(
     }
 }
 
+/// How long a clean goodbye may take: inside the runtime's stop deadline, so
+/// the process still exits within the five seconds systemd is promised.
+const GOODBYE: Duration = Duration::from_secs(2);
+
 /// A clean goodbye: retained "offline" (the broker does not send the Last Will
-/// after a DISCONNECT), then DISCONNECT, polling briefly so both leave.
+/// after a DISCONNECT), then DISCONNECT. Both are queued with waiting sends while
+/// the event loop is driven, because the request queue may be full of uplink
+/// publishes at this moment: a `try_` send would fail and the broker would then
+/// see the socket drop and publish the Last Will for a clean stop.
 async fn say_goodbye(eventloop: &mut EventLoop, client: &AsyncClient, topics: &Topics, client_id: &str) {
-    let _ = client.try_publish(
-        topics.presence(),
-        QoS::AtLeastOnce,
-        true,
-        presence_payload(client_id, "offline"),
-    );
-    let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let sender = client.clone();
+    let topic = topics.presence();
+    let payload = presence_payload(client_id, PresenceState::Stopped);
+    let enqueue = async move {
+        if sender
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .is_ok()
+        {
+            let _ = sender.disconnect().await;
+        }
+    };
+    let sent = std::sync::atomic::AtomicBool::new(false);
+    let drive = async {
         loop {
             match eventloop.poll().await {
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                // The DISCONNECT is flushed; keep reading until the broker
+                // closes its side. Closing ours with unread bytes (a PUBACK,
+                // a late downlink message) would send a TCP reset, and the
+                // broker may drop the DISCONNECT still in its buffer and
+                // fire the Last Will after all.
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                    sent.store(true, std::sync::atomic::Ordering::Relaxed)
+                }
+                Err(_) => return,
                 Ok(_) => {}
             }
         }
-    })
-    .await;
+    };
+    let closed = tokio::time::timeout(GOODBYE, async { tokio::join!(enqueue, drive) })
+        .await
+        .is_ok();
+    match (sent.load(std::sync::atomic::Ordering::Relaxed), closed) {
+        (true, true) => tracing::info!("Disconnected from the broker."),
+        (true, false) => tracing::info!(
+            timeout_ms = GOODBYE.as_millis() as u64,
+            "Disconnected from the broker; it did not close its side in time."
+        ),
+        (false, true) => tracing::warn!("The broker connection ended before the goodbye was sent."),
+        (false, false) => tracing::warn!(
+            timeout_ms = GOODBYE.as_millis() as u64,
+            "The goodbye to the broker did not go out in time; the broker will publish the Last Will."
+        ),
+    }
 }
 
 fn describe(e: &ConnectionError) -> String {
@@ -246,6 +298,25 @@ fn describe(e: &ConnectionError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clean_stop_and_the_last_will_say_different_reasons() {
+        let read =
+            |p: PresenceState| -> Presence { serde_json::from_slice(&presence_payload("d1", p)).unwrap() };
+        let online = read(PresenceState::Online);
+        assert_eq!((online.state.as_str(), online.reason), ("online", None));
+        let stopped = read(PresenceState::Stopped);
+        assert_eq!(
+            (stopped.state.as_str(), stopped.reason.as_deref()),
+            ("offline", Some("stopped"))
+        );
+        let lost = read(PresenceState::ConnectionLost);
+        assert_eq!(
+            (lost.state.as_str(), lost.reason.as_deref()),
+            ("offline", Some("connection_lost"))
+        );
+        assert_eq!(lost.device_id, "d1");
+    }
 
     #[test]
     fn backoff_grows_to_the_cap_with_jitter_below_it() {

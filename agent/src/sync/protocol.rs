@@ -471,6 +471,11 @@ pub struct Presence {
     pub state: String,
     /// The agent's version.
     pub agent_version: String,
+    /// Why a device is offline: `"stopped"` (a clean stop, published by the agent)
+    /// or `"connection_lost"` (the Last Will, published by the broker). Absent
+    /// when online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Periodic health telemetry (QoS 0; losing one is harmless).
@@ -595,6 +600,24 @@ mod tests {
         assert!(
             serde_json::from_str::<NearbyStore>(r#"{"store_id":"a","name":"b","available":1,"x":2}"#)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn presence_examples_are_the_documented_json() {
+        let text = include_str!("../../../docs/protocol.md");
+        let start = text.find("### Presence").unwrap();
+        let block = text[start..].split("```json\n").nth(1).unwrap();
+        let block = block.split("\n```").next().unwrap();
+        let parsed: Vec<Presence> = block.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(
+            (parsed[0].state.as_str(), parsed[0].reason.as_deref()),
+            ("online", None)
+        );
+        assert_eq!(
+            (parsed[1].state.as_str(), parsed[1].reason.as_deref()),
+            ("offline", Some("stopped"))
         );
     }
 
