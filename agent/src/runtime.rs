@@ -195,14 +195,39 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>, on_ready: i
         while parts.join_next().await.is_some() {}
     }
     drop(agent_events);
-    let store =
-        Arc::try_unwrap(store).map_err(|_| anyhow::anyhow!("the store is still in use at shutdown"))?;
+    let store = last_reference(store).await?;
     tokio::task::spawn_blocking(move || store.close())
         .await
         .context("the store closing task failed")?;
     tracing::info!("Stopped cleanly.");
     Ok(())
 }
+
+/// The store, once every other part has let go of it. A part that has ended can
+/// still be dropping its clone on another worker thread (the HTTP server's
+/// connection tasks release their router just after the server returns), so this
+/// waits a short while for the count to fall before calling it a fault.
+async fn last_reference(mut store: Arc<Store>) -> anyhow::Result<Store> {
+    let deadline = tokio::time::Instant::now() + RELEASE_GRACE;
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(store) => return Ok(store),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(shared) => {
+                anyhow::bail!(
+                    "the store is still in use at shutdown ({} other references)",
+                    Arc::strong_count(&shared) - 1
+                )
+            }
+        }
+    }
+}
+
+/// How long [`last_reference`] waits for ended parts to drop their store clones.
+const RELEASE_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the status line is refreshed when systemd set no watchdog.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
