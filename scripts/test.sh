@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 # tests a real headless Chromium driven through chromedriver (tests/src/browser.rs).
 # Without them those tests skip with a reason; under CI=true (set by CI runners) a
 # missing broker or browser fails them instead, so CI cannot pass by skipping.
-NEEDED_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver)
+# The package test (scripts/test-package.sh) runs lintian on the .deb and installs
+# it into a debootstrap chroot.
+NEEDED_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver lintian debootstrap)
 
 install_missing_packages() {
     local missing=()
@@ -38,6 +40,12 @@ if [ ${#NEEDED_PACKAGES[@]} -gt 0 ]; then
     install_missing_packages "${NEEDED_PACKAGES[@]}"
 fi
 
+# The clean Debian root the package test installs into, downloaded once (root only).
+bash scripts/prepare-debian-root.sh
+
 # The end-to-end tests run the real binary; build it first so they test this tree.
 cargo build --workspace --bins
 cargo test --workspace
+
+# The .deb: build, lintian, install/upgrade/remove/purge in a chroot, systemd-analyze.
+bash scripts/test-package.sh

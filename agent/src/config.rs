@@ -1200,6 +1200,8 @@ mod tests {
         assert_eq!(config.database.path, Path::new("/var/lib/store-agent/store.db"));
         assert!(config.mqtt.is_some(), "the example documents [mqtt]");
         assert_eq!(config.mqtt_client_id(), Some(config.store.device_id.as_str()));
+        // systemd/store-kiosk.service opens http://127.0.0.1:8080/kiosk.
+        assert_eq!(config.http.listen, Some("127.0.0.1:8080".parse().unwrap()));
     }
 
     #[test]
