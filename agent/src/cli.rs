@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this device (configuration, clock, database, disk, certificates, broker,
+    /// devices, spool, the running agent) and say what to fix; exit 1 on any FAIL.
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The service's environment file with its secrets, read when it exists.
+        #[arg(long, default_value = crate::doctor::DEFAULT_ENV_FILE)]
+        env_file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the input the agent could not use (cloud messages, mostly), newest first,
     /// with where it came from and why, as JSON lines.
     DeadLetters {
@@ -284,6 +296,11 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
         Command::SampleData(args) => sample_data(&args),
         Command::Import { file, config } => import(&file, &config.config),
         Command::Status { config, json } => status(&config.config, json),
+        Command::Doctor {
+            config,
+            env_file,
+            json,
+        } => doctor(&config.config, &env_file, json),
         Command::DeadLetters { config, limit } => dead_letters(&config.config, limit),
         Command::Demo(args) => demo(&args),
         Command::Scan {
@@ -529,6 +546,22 @@ fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     }
     print!("{}", render_status(&report, crate::events::now_ms()));
     Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(config_path: &Path, env_file: &Path, json: bool) -> Result<ExitCode> {
+    let mut options = crate::doctor::Options::new(config_path);
+    options.env_file = env_file.to_owned();
+    let report = crate::doctor::run(&options);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn dead_letters(config_path: &Path, limit: u32) -> Result<ExitCode> {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod counter;
 pub mod devices;
 pub mod displays;
+pub mod doctor;
 pub mod domain;
 pub mod events;
 pub mod logging;

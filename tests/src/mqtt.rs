@@ -214,6 +214,23 @@ impl Pki {
         &self.foreign_ca_file
     }
 
+    /// A client certificate with common name `cn` signed by the CA that expired `days_ago` days
+    /// ago (valid for a year before that), for tests of what an expired device certificate does.
+    /// A new one on every call.
+    pub fn expired_client(&self, cn: &str, days_ago: i64) -> ClientFiles {
+        let mut params = CertificateParams::new(Vec::new()).expect("no subject alternative names");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_after = now - time::Duration::days(days_ago);
+        params.not_before = params.not_after - time::Duration::days(365);
+        static ISSUED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = ISSUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        issue(&self.dir, &format!("expired-client-{n}"), params, &self.ca)
+    }
+
     fn client_of(&self, cn: &str, foreign: bool) -> ClientFiles {
         let key = if foreign {
             format!("foreign:{cn}")

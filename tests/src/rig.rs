@@ -30,6 +30,20 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// A new PKI in `dir` and a TLS Mosquitto in `dir/broker` that knows the test device
+/// ([`DEVICE_ID`] of [`STORE_ID`]). Call [`mosquitto_or_skip`] first.
+pub fn tls_broker(dir: &TestDir) -> (Pki, Mosquitto) {
+    let pki = Pki::generate(&dir.join(""));
+    let broker_dir = dir.join("broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let broker = Mosquitto::start(
+        &broker_dir,
+        &pki,
+        &[AclDevice::new(DEVICE_ID, TENANT_ID, STORE_ID)],
+    );
+    (pki, broker)
+}
+
 /// A broker, the cloud and an agent configuration wired together.
 pub struct Rig {
     /// The test's directory (configuration, database, spool, broker and cloud files).
@@ -64,14 +78,7 @@ impl Rig {
             return None;
         }
         let dir = TestDir::new();
-        let pki = Pki::generate(&dir.join(""));
-        let broker_dir = dir.join("broker");
-        std::fs::create_dir_all(&broker_dir).unwrap();
-        let broker = Mosquitto::start(
-            &broker_dir,
-            &pki,
-            &[AclDevice::new(DEVICE_ID, TENANT_ID, STORE_ID)],
-        );
+        let (pki, broker) = tls_broker(&dir);
         let cloud_files = pki.client("cloud");
         let device = pki.client(DEVICE_ID);
         let tls = format!(

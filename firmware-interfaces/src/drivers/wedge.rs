@@ -432,7 +432,7 @@ fn open_device(config: &WedgeConfig) -> Result<(RawDevice, PathBuf), String> {
 }
 
 /// Every input device that can be opened, as [`choose_device`] sees them.
-fn list_input_devices() -> Vec<InputDeviceInfo> {
+pub fn list_input_devices() -> Vec<InputDeviceInfo> {
     evdev::enumerate()
         .map(|(path, device)| {
             let types_text = device.supported_keys().is_some_and(|keys| {
