@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 # Without them those tests skip with a reason; under CI=true (set by CI runners) a
 # missing broker or browser fails them instead, so CI cannot pass by skipping.
 # The package test (scripts/test-package.sh) runs lintian on the .deb and installs
-# it into a debootstrap chroot.
-NEEDED_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver lintian debootstrap)
+# it into a debootstrap chroot; the kiosk unit's test (tests/tests/kiosk_unit.rs)
+# runs its command line, cage (headless) with Chromium, which needs Xwayland.
+NEEDED_PACKAGES=(mosquitto mosquitto-clients chromium chromium-driver lintian debootstrap cage xwayland)
 
 install_missing_packages() {
     local missing=()
