@@ -47,6 +47,7 @@ bash scripts/prepare-debian-root.sh
 # The end-to-end tests run the real binary; build it first so they test this tree.
 cargo build --workspace --bins
 cargo test --workspace
+echo "[test.sh] cargo test done after ${SECONDS} s"
 
 # The .deb: build, lintian, install/upgrade/remove/purge in a chroot, systemd-analyze.
 bash scripts/test-package.sh
