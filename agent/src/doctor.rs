@@ -838,8 +838,7 @@ impl Doctor<'_> {
         let need = if write { "read and write" } else { "read" };
         let fix = "the service runs in the groups dialout and input: give the device one of them in a udev rule \
                    (GROUP=\"dialout\", MODE=\"0660\"; docs/operations.md, Device names)";
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = is_root();
         let (allowed, who) = if root {
             // Root may open anything; judge what the service's groups would get.
             let group_bits = if write { 0o060 } else { 0o040 };
@@ -883,8 +882,7 @@ impl Doctor<'_> {
                 return;
             }
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = is_root();
         if !root && !access(path, libc::W_OK | libc::X_OK) {
             self.fail("spool", format!("this user cannot write to {shown}"), fix);
             return;
@@ -1118,6 +1116,11 @@ fn free_space(dir: &Path) -> Option<(u64, u64)> {
     }
     let block = st.f_frsize as u64;
     Some((st.f_bavail as u64 * block, st.f_blocks as u64 * block))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn access(path: &Path, mode: libc::c_int) -> bool {

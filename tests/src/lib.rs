@@ -320,6 +320,18 @@ impl TestDir {
         }
     }
 
+    /// `store-agent run --config CONFIG`, once it has logged "Agent ready." (within
+    /// [`rig::READY_TIMEOUT`]); panics with what it printed otherwise.
+    pub fn spawn_ready(&self, config: &str) -> RunningAgent {
+        let mut agent = self.spawn(["run", "--config", config]);
+        assert!(
+            agent.wait_for_stderr("Agent ready.", rig::READY_TIMEOUT),
+            "{}",
+            agent.stderr_so_far()
+        );
+        agent
+    }
+
     /// `store-agent status --config CONFIG --json`, parsed. Panics unless it succeeds.
     pub fn status_json(&self, config: &str) -> serde_json::Value {
         let output = self.run_ok(["status", "--config", config, "--json"]);

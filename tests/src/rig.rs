@@ -169,13 +169,7 @@ impl Rig {
     }
 
     pub fn spawn_agent(&self) -> RunningAgent {
-        let mut agent = self.dir.spawn(["run", "--config", &self.config]);
-        assert!(
-            agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
-            "{}",
-            agent.stderr_so_far()
-        );
-        agent
+        self.dir.spawn_ready(&self.config)
     }
 
     pub fn status(&self) -> serde_json::Value {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use store_agent_e2e::TestDir;
 use store_agent_e2e::http::request;
-use store_agent_e2e::rig::{READY_TIMEOUT, STOP_TIMEOUT};
+use store_agent_e2e::rig::STOP_TIMEOUT;
 
 const UNIT: &str = include_str!("../../systemd/store-kiosk.service");
 
@@ -157,12 +157,7 @@ fn the_kiosk_unit_command_shows_the_agents_kiosk_page() {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(&config, text).unwrap();
-    let mut agent = dir.spawn(["run", "--config", &config]);
-    assert!(
-        agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
-        "{}",
-        agent.stderr_so_far()
-    );
+    let agent = dir.spawn_ready(&config);
     let addr = agent.http_addr();
     let page = request(&addr, "GET", "/kiosk", &[], b"");
     assert_eq!(page.status, 200, "{}", page.body);
