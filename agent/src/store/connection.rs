@@ -4,6 +4,9 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
+/// The size (bytes) the WAL file is cut back to after a checkpoint restarts it.
+pub(crate) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// How a connection is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -46,6 +49,10 @@ pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusql
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Erased customers must not linger in free pages (see ARCHITECTURE.md, privacy).
         conn.pragma_update(None, "secure_delete", true)?;
+        // A big transaction (a snapshot load) grows the WAL to the size of the data;
+        // once checkpointed and restarted, the file is cut back to this size instead
+        // of keeping hundreds of megabytes of a small device's disk.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     }
     Ok(conn)
 }

@@ -261,6 +261,16 @@ const BATCH: usize = 2048;
 
 type Batch = Vec<(u64, Parsed)>;
 
+/// The two ends of the parser thread's side: batches go to the writer, and the
+/// writer hands the batches it has written back, so that their strings are freed
+/// on the thread that allocated them (freeing another thread's allocations was
+/// about a tenth of the writer's time, and the writer is the import's bottleneck).
+struct ParserEnds {
+    header: mpsc::SyncSender<Result<SnapshotHeader, SnapshotError>>,
+    batches: mpsc::SyncSender<Result<Batch, SnapshotError>>,
+    spent: mpsc::Receiver<Batch>,
+}
+
 /// A record as the parser thread hands it over: the three entities big snapshots
 /// are mostly made of arrive already checked and converted ([`Prepared`]), so the
 /// writer thread, the import's bottleneck, only inserts them.
@@ -309,12 +319,12 @@ impl Parsed {
 
 /// Reads the header and streams parsed batches to `tx`. Stops at the first
 /// error, which it sends as the last item.
-fn parse_file(
-    path: &Path,
-    source: SnapshotSource,
-    header_tx: mpsc::SyncSender<Result<SnapshotHeader, SnapshotError>>,
-    tx: mpsc::SyncSender<Result<Batch, SnapshotError>>,
-) {
+fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds) {
+    let ParserEnds {
+        header: header_tx,
+        batches: tx,
+        spent,
+    } = ends;
     let read_err = |source| SnapshotError::Read {
         path: path.to_path_buf(),
         source,
@@ -383,12 +393,17 @@ fn parse_file(
                 return;
             }
         }
-        if batch.len() == BATCH
-            && tx
-                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
-                .is_err()
-        {
-            return;
+        if batch.len() == BATCH {
+            // Free what the writer has finished with, and reuse one of its vectors.
+            let mut next = None;
+            for mut old in spent.try_iter() {
+                old.clear();
+                next = Some(old);
+            }
+            let next = next.unwrap_or_else(|| Vec::with_capacity(BATCH));
+            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+                return;
+            }
         }
     }
     let _ = tx.send(Ok(batch));
@@ -433,11 +448,22 @@ pub(super) fn import_source(
     let started = Instant::now();
     let (header_tx, header_rx) = mpsc::sync_channel(1);
     let (batch_tx, batch_rx) = mpsc::sync_channel::<Result<Batch, SnapshotError>>(8);
+    let (spent_tx, spent_rx) = mpsc::sync_channel::<Batch>(8);
     let parser = {
         let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("snapshot-parser".into())
-            .spawn(move || parse_file(&path, source, header_tx, batch_tx))
+            .spawn(move || {
+                parse_file(
+                    &path,
+                    source,
+                    ParserEnds {
+                        header: header_tx,
+                        batches: batch_tx,
+                        spent: spent_rx,
+                    },
+                )
+            })
             .map_err(|source| StoreError::Io {
                 context: "cannot start the snapshot parser thread".into(),
                 source,
@@ -450,7 +476,7 @@ pub(super) fn import_source(
             .recv()
             .map_err(|_| StoreError::Internal("snapshot parser stopped".into()))??;
         check_header(path, &header, key_fingerprint, expect)?;
-        load(conn, path, &header, batch_rx)
+        load(conn, path, &header, batch_rx, spent_tx)
     })();
     let _ = parser.join();
     let mut report = result?;
@@ -512,6 +538,7 @@ fn load(
     path: &Path,
     header: &SnapshotHeader,
     batches: mpsc::Receiver<Result<Batch, SnapshotError>>,
+    spent: mpsc::SyncSender<Batch>,
 ) -> Result<ImportReport, StoreError> {
     // A bigger page cache for the bulk load (256 MiB, given back afterwards):
     // loyalty card hashes arrive in random key order, and a cache that holds the
@@ -521,6 +548,13 @@ fn load(
     // The index rebuild at the end sorts with a helper thread (in memory: the
     // connection keeps temp_store = MEMORY).
     conn.pragma_update(None, "threads", 2)?;
+    // No checkpoint at the commit: it would copy the whole load from the WAL into
+    // the database file (seconds for a big store) before the import returns, and
+    // hold up every write behind it. A helper thread does it after the commit
+    // instead ([`checkpoint_in_background`]); readers see the data from the WAL
+    // meanwhile.
+    let old_autocheckpoint: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // check_header made sure every name parses.
@@ -558,7 +592,8 @@ fn load(
         let mut ended: Option<(u64, u64)> = None;
         let mut last_line = 1;
         for batch in batches {
-            for (line, record) in batch? {
+            let batch = batch?;
+            for &(line, ref record) in &batch {
                 last_line = line;
                 if let Some((end_line, _)) = ended {
                     return Err(SnapshotError::Line {
@@ -591,6 +626,9 @@ fn load(
                 *report.counts.entry(record.kind()).or_default() += 1;
                 report.records += 1;
             }
+            // Back to the parser to be freed there; if its queue is full (it has
+            // stopped), the batch is dropped here.
+            let _ = spent.try_send(batch);
         }
         match ended {
             None => {
@@ -632,7 +670,52 @@ fn load(
     })();
     conn.pragma_update(None, "cache_size", old_cache)?;
     conn.pragma_update(None, "threads", 0)?;
+    conn.pragma_update(None, "wal_autocheckpoint", old_autocheckpoint)?;
+    if result.is_ok() {
+        checkpoint_in_background(conn);
+    }
     result
+}
+
+/// Starts a thread that checkpoints the WAL (PASSIVE: it waits for nobody) on its
+/// own connection, so the writer thread goes on with the POS's events while the
+/// load is copied into the database file. The writer joins it before its final
+/// checkpoint at shutdown; a process killed meanwhile loses nothing (the WAL holds
+/// the committed load, and the next open or checkpoint goes on from there).
+fn checkpoint_in_background(conn: &Connection) {
+    let Some(path) = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from) else {
+        return;
+    };
+    let started = std::thread::Builder::new()
+        .name("wal-checkpoint".into())
+        .spawn(move || {
+            let began = Instant::now();
+            let result =
+                super::connection::open(&path, super::connection::Access::Write, Duration::from_secs(5))
+                    .and_then(|c| {
+                        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        })
+                    });
+            let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match result {
+                Ok((log, done)) => tracing::info!(
+                    frames = log,
+                    checkpointed = done,
+                    ms,
+                    "Snapshot checkpointed into the database file."
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Checkpoint after the snapshot failed; the next one retries.")
+                }
+            }
+        });
+    match started {
+        Ok(handle) => super::writer::keep_helper(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot start the checkpoint thread; the writer checkpoints later.")
+        }
+    }
 }
 
 /// How long the import of `records` took, as a rate for humans.

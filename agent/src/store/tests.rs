@@ -865,6 +865,44 @@ async fn close_checkpoints_the_wal() {
 }
 
 #[tokio::test]
+async fn snapshot_load_is_checkpointed_into_the_file_in_the_background() {
+    // The import commits into the WAL with automatic checkpoints off; a helper
+    // thread then copies it into the database file. A copy of the file alone (no
+    // WAL beside it) therefore holds the load soon after, with no further write.
+    let f = Fixture::new().await;
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("copy.db");
+    let mut customers = 0;
+    for _ in 0..200 {
+        std::fs::copy(f.dir.path().join("store.db"), &copy).unwrap();
+        customers = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(0);
+        let _ = std::fs::remove_file(copy_dir.path().join("copy.db-wal"));
+        if customers == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(customers, 200, "the database file alone holds the snapshot");
+    // The writer's automatic checkpoints are back on, and the WAL is kept small.
+    let (auto, limit): (i64, i64) = f
+        .store
+        .writer
+        .call(|c| {
+            Ok((
+                c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?,
+                c.query_row("PRAGMA journal_size_limit", [], |r| r.get(0))?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(auto, 1000);
+    assert_eq!(limit, connection::WAL_SIZE_LIMIT);
+}
+
+#[tokio::test]
 async fn concurrent_writers_are_serialised_without_busy_errors() {
     let f = Fixture::new().await;
     let store = std::sync::Arc::new(f.store);

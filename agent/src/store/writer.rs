@@ -8,6 +8,7 @@
 
 use super::StoreError;
 use rusqlite::Connection;
+use std::cell::RefCell;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,6 +16,26 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// How many jobs may wait for the writer before senders wait in turn.
 const QUEUE_DEPTH: usize = 256;
+
+thread_local! {
+    /// Helper threads a job on the writer thread started and the writer must wait
+    /// for before its final checkpoint (the WAL checkpoint after a snapshot load).
+    static HELPERS: RefCell<Vec<JoinHandle<()>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called from a job running on the writer thread: the thread joins `helper`
+/// before it checkpoints and closes at shutdown. Finished helpers are joined here.
+pub(crate) fn keep_helper(helper: JoinHandle<()>) {
+    HELPERS.with(|h| {
+        let mut h = h.borrow_mut();
+        let (done, running): (Vec<_>, Vec<_>) = h.drain(..).partition(|t| t.is_finished());
+        for t in done {
+            let _ = t.join();
+        }
+        *h = running;
+        h.push(helper);
+    });
+}
 
 /// A handle to the writer thread. Cloning is cheap; the thread stops when the
 /// last handle is dropped or [`Writer::shutdown`] is called.
@@ -39,6 +60,11 @@ impl Writer {
                 let mut conn = conn;
                 while let Some(job) = rx.blocking_recv() {
                     job(&mut conn);
+                }
+                for helper in HELPERS.with(|h| std::mem::take(&mut *h.borrow_mut())) {
+                    if helper.join().is_err() {
+                        tracing::error!("A helper thread of the SQLite writer panicked.");
+                    }
                 }
                 // Fold the WAL back into the database so a stopped agent leaves one
                 // self-contained file (backups, copies, `db integrity` from a rescue disk).
