@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use store_agent::cloud_sim::{CloudSim, CloudSimConfig};
 use store_agent::events::{DownlinkStream, UplinkStream};
 use store_agent::sync::broker::EmbeddedBroker;
+use store_agent::sync::protocol::Op;
 
 /// How long the agent and the cloud may take to come up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -15,6 +16,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the agent may take to stop on SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A GTIN-8/12/13 as its 14 digits (left-padded with zeros, as GS1 defines it).
+pub fn gtin14(gtin: &str) -> String {
+    format!("{gtin:0>14}")
+}
 
 /// Polls `condition` every 100 ms until it holds or `timeout` passes.
 pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -220,6 +226,31 @@ impl Rig {
                     .received_events(DEVICE_ID, UplinkStream::PosTransactions),
             )
             .unwrap()
+    }
+
+    /// One integer the agent's database answers `sql` with for `param`, read from the
+    /// file (read-only, beside the running agent: SQLite's WAL allows it).
+    pub fn local_i64(&self, sql: &str, param: &str) -> Option<i64> {
+        let db = store_agent::store::open_read_only(&self.dir.database()).ok()?;
+        db.query_row(sql, [param], |r| r.get(0)).ok()
+    }
+
+    /// The agent's price of `gtin14` (14 digits).
+    pub fn local_price(&self, gtin14: &str) -> Option<i64> {
+        self.local_i64("SELECT price_minor FROM products WHERE gtin = ?1", gtin14)
+    }
+
+    /// The cloud changes the price of sample product `gtin` and publishes it.
+    pub fn publish_price(&self, gtin: &str, price_minor: i64) {
+        let mut product = self
+            .rt
+            .block_on(self.cloud.entity(DownlinkStream::Products, gtin))
+            .unwrap()
+            .expect("a sample product");
+        product["price_minor"] = serde_json::json!(price_minor);
+        self.rt
+            .block_on(self.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
+            .unwrap();
     }
 
     pub fn stop_agent(&self, agent: RunningAgent) {

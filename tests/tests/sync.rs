@@ -9,7 +9,7 @@ use std::time::Duration;
 use store_agent::events::{DownlinkStream, UplinkStream};
 use store_agent::sync::protocol::{Op, Topics};
 use store_agent_e2e::mqtt::MqttClient;
-use store_agent_e2e::rig::{Broker, READY_TIMEOUT, Rig, STOP_TIMEOUT, SYNC_TIMEOUT, wait_for};
+use store_agent_e2e::rig::{Broker, READY_TIMEOUT, Rig, STOP_TIMEOUT, SYNC_TIMEOUT, gtin14, wait_for};
 use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID};
 
 /// Every transaction 1..=n reached the cloud once, each under one key and one seq.
@@ -113,39 +113,9 @@ fn killing_the_agent_mid_drain_loses_nothing_and_duplicates_are_redeliveries() {
     rig.stop_agent(agent);
 }
 
-/// One integer the agent's database answers `sql` with for `param`, read from the
-/// file (read-only, beside the running agent: SQLite's WAL allows it).
-fn local_i64(rig: &Rig, sql: &str, param: &str) -> Option<i64> {
-    let db = store_agent::store::open_read_only(&rig.dir.database()).ok()?;
-    db.query_row(sql, [param], |r| r.get(0)).ok()
-}
-
 /// The agent's on-hand count for `gtin` (14 digits).
 fn local_on_hand(rig: &Rig, gtin14: &str) -> Option<i64> {
-    local_i64(rig, "SELECT on_hand FROM stock WHERE gtin = ?1", gtin14)
-}
-
-/// The agent's price of `gtin` (14 digits).
-fn local_price(rig: &Rig, gtin14: &str) -> Option<i64> {
-    local_i64(rig, "SELECT price_minor FROM products WHERE gtin = ?1", gtin14)
-}
-
-/// The cloud changes the price of sample product `gtin` and publishes it.
-fn publish_price(rig: &Rig, gtin: &str, price_minor: i64) {
-    let mut product = rig
-        .rt
-        .block_on(rig.cloud.entity(DownlinkStream::Products, gtin))
-        .unwrap()
-        .expect("a sample product");
-    product["price_minor"] = serde_json::json!(price_minor);
-    rig.rt
-        .block_on(rig.cloud.publish(DownlinkStream::Products, Op::Upsert, product))
-        .unwrap();
-}
-
-/// A GTIN-8/12/13 as its 14 digits (left-padded with zeros, as GS1 defines it).
-fn gtin14(gtin: &str) -> String {
-    format!("{gtin:0>14}")
+    rig.local_i64("SELECT on_hand FROM stock WHERE gtin = ?1", gtin14)
 }
 
 fn stock_entity(gtin: &str, on_hand: i64) -> serde_json::Value {
@@ -280,10 +250,10 @@ fn malformed_downlink_goes_to_dead_letters_and_good_messages_still_apply() {
         raw.disconnect().await;
     });
     let gtin = store_agent::sample::product_gtin(1, 5);
-    publish_price(&rig, &gtin, 4242);
+    rig.publish_price(&gtin, 4242);
     let g14 = gtin14(&gtin);
     assert!(
-        wait_for(SYNC_TIMEOUT, || local_price(&rig, &g14) == Some(4242)),
+        wait_for(SYNC_TIMEOUT, || rig.local_price(&g14) == Some(4242)),
         "the good message after the bad ones applied: {}\n{}",
         rig.status(),
         agent.stderr_so_far()
@@ -342,9 +312,9 @@ fn the_same_loop_runs_on_the_embedded_rumqttd_broker() {
 
     // Downlink: a price change applies.
     let gtin = store_agent::sample::product_gtin(1, 7);
-    publish_price(&rig, &gtin, 777);
+    rig.publish_price(&gtin, 777);
     assert!(
-        wait_for(SYNC_TIMEOUT, || local_price(&rig, &gtin14(&gtin)) == Some(777)),
+        wait_for(SYNC_TIMEOUT, || rig.local_price(&gtin14(&gtin)) == Some(777)),
         "{}",
         agent.stderr_so_far()
     );

@@ -196,6 +196,8 @@ fn apply_in(
 }
 
 fn entity<T: DeserializeOwned>(stream: DownlinkStream, value: &serde_json::Value) -> Result<T, StoreError> {
+    crate::sync::protocol::check_entity_shape(value)
+        .map_err(|e| StoreError::invalid(format!("{stream} entity"), e))?;
     T::deserialize(value).map_err(|e| StoreError::invalid(format!("{stream} entity"), e.to_string()))
 }
 

@@ -417,7 +417,7 @@ impl Engine {
                     let error = format!("unknown downlink stream {stream:?}");
                     return self.dead_letter(&topic, &payload, error).await;
                 };
-                match parse::<DownlinkBatch>(&payload) {
+                match parse::<DownlinkBatch>(&payload).and_then(|b| b.check().map(|()| b)) {
                     Ok(batch) if batch.stream != stream.as_str() => {
                         let error =
                             format!("the envelope names stream {:?}, the topic {stream}", batch.stream);
@@ -596,6 +596,10 @@ impl Engine {
                 }
             }
             Reply::Range { batch, .. } => {
+                if let Err(error) = batch.check() {
+                    let payload = serde_json::to_vec(&batch).unwrap_or_default();
+                    return self.dead_letter(&topic, &payload, error).await;
+                }
                 let Some(stream) = DownlinkStream::parse(&batch.stream) else {
                     let error = format!("a range reply for the unknown stream {:?}", batch.stream);
                     let payload = serde_json::to_vec(&batch).unwrap_or_default();

@@ -264,6 +264,90 @@ pub struct DownlinkBatch {
     pub items: Vec<DownlinkItem>,
 }
 
+/// The highest seq a downlink item may carry: 2^53 − 1, the largest integer
+/// every JSON implementation reads exactly. A larger one is a sender's bug.
+pub const MAX_SEQ: i64 = (1 << 53) - 1;
+
+/// The longest epoch name, in bytes.
+pub const MAX_EPOCH_BYTES: usize = 128;
+
+/// The longest string anywhere in a downlink entity, in bytes (names, ids,
+/// attribute values). The screens show short texts; a longer one is bad data.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// How deeply a downlink entity may nest objects and arrays (an order's lines'
+/// attributes are three levels down).
+pub const MAX_ENTITY_DEPTH: usize = 8;
+
+impl DownlinkBatch {
+    /// The envelope rules serde cannot say (docs/protocol.md, section 6): the
+    /// version, the epoch's length and seqs from 1 to [`MAX_SEQ`]. A batch that
+    /// breaks one is kept in dead letters whole.
+    pub fn check(&self) -> Result<(), String> {
+        if self.v != VERSION {
+            return Err(format!(
+                "protocol version {}, this agent speaks {VERSION}",
+                self.v
+            ));
+        }
+        if self.epoch.is_empty() || self.epoch.len() > MAX_EPOCH_BYTES {
+            return Err(format!(
+                "epoch of {} bytes, must be 1 to {MAX_EPOCH_BYTES}",
+                self.epoch.len()
+            ));
+        }
+        for (i, item) in self.items.iter().enumerate() {
+            if !(1..=MAX_SEQ).contains(&item.seq) {
+                return Err(format!("items[{i}]: seq {} outside 1..={MAX_SEQ}", item.seq));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shape rule for one entity: strings within [`MAX_TEXT_BYTES`], nesting
+/// within [`MAX_ENTITY_DEPTH`]. Checked per item when it is applied, so a bad
+/// entity costs only its own item (dead-lettered, its seq still counts).
+pub fn check_entity_shape(entity: &Value) -> Result<(), String> {
+    check_shape(entity, 1).map_err(|e| format!("entity{e}"))
+}
+
+/// Walks a JSON value; the error starts with the path to the offending part.
+fn check_shape(value: &Value, depth: usize) -> Result<(), String> {
+    let too_deep = || format!(": nested more than {MAX_ENTITY_DEPTH} levels deep");
+    match value {
+        Value::String(s) if s.len() > MAX_TEXT_BYTES => Err(format!(
+            ": a string of {} bytes, more than the limit of {MAX_TEXT_BYTES}",
+            s.len()
+        )),
+        Value::Array(items) => {
+            if depth > MAX_ENTITY_DEPTH {
+                return Err(too_deep());
+            }
+            for (i, v) in items.iter().enumerate() {
+                check_shape(v, depth + 1).map_err(|e| format!("[{i}]{e}"))?;
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            if depth > MAX_ENTITY_DEPTH {
+                return Err(too_deep());
+            }
+            for (k, v) in map {
+                if k.len() > MAX_TEXT_BYTES {
+                    return Err(format!(
+                        ": a key of {} bytes, more than the limit of {MAX_TEXT_BYTES}",
+                        k.len()
+                    ));
+                }
+                check_shape(v, depth + 1).map_err(|e| format!(".{k}{e}"))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// One event from the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -553,6 +637,76 @@ mod tests {
         );
         assert_eq!(t.store_filter(), "sa/v1/store/acme/s0001/+");
         assert_eq!(t.device_down_filter(), "sa/v1/device/acme.s0001.pos01/down/+");
+    }
+
+    fn batch(v: u32, epoch: &str, seqs: &[i64]) -> DownlinkBatch {
+        DownlinkBatch {
+            v,
+            stream: "products".into(),
+            epoch: epoch.into(),
+            items: seqs
+                .iter()
+                .map(|&seq| DownlinkItem {
+                    seq,
+                    op: Op::Delete,
+                    entity: serde_json::json!({"gtin": "4006381333931"}),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn downlink_envelope_rules_beyond_the_types() {
+        assert_eq!(batch(VERSION, "e1", &[1, 2, MAX_SEQ]).check(), Ok(()));
+        assert_eq!(batch(VERSION, "e1", &[]).check(), Ok(()));
+        let cases = [
+            (batch(2, "e1", &[1]), "protocol version 2"),
+            (batch(VERSION, "", &[1]), "epoch of 0 bytes"),
+            (
+                batch(VERSION, &"e".repeat(MAX_EPOCH_BYTES + 1), &[1]),
+                "epoch of 129 bytes",
+            ),
+            (batch(VERSION, "e1", &[1, 0]), "items[1]: seq 0 outside"),
+            (batch(VERSION, "e1", &[-7]), "items[0]: seq -7 outside"),
+            (
+                batch(VERSION, "e1", &[MAX_SEQ + 1]),
+                "items[0]: seq 9007199254740992 outside",
+            ),
+        ];
+        for (b, want) in cases {
+            let err = b.check().unwrap_err();
+            assert!(err.starts_with(want), "{err:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn entity_shapes_are_bounded_and_the_error_names_the_path() {
+        use serde_json::json;
+        assert_eq!(
+            check_entity_shape(&json!({"name": "x".repeat(MAX_TEXT_BYTES), "a": [[1]]})),
+            Ok(())
+        );
+        let long =
+            check_entity_shape(&json!({"lines": [{"sku": "1"}, {"sku": "y".repeat(MAX_TEXT_BYTES + 1)}]}));
+        assert_eq!(
+            long,
+            Err(format!(
+                "entity.lines[1].sku: a string of {} bytes, more than the limit of {MAX_TEXT_BYTES}",
+                MAX_TEXT_BYTES + 1
+            ))
+        );
+        let key = check_entity_shape(&json!({"k".repeat(MAX_TEXT_BYTES + 1): 1})).unwrap_err();
+        assert!(key.starts_with("entity: a key of 4097 bytes"), "{key}");
+        // Depth: MAX_ENTITY_DEPTH levels pass, one more does not.
+        let mut deep = json!(1);
+        for _ in 0..MAX_ENTITY_DEPTH {
+            deep = json!([deep]);
+        }
+        assert_eq!(check_entity_shape(&deep), Ok(()));
+        let deeper = json!({ "a": deep });
+        let err = check_entity_shape(&deeper).unwrap_err();
+        assert!(err.ends_with("nested more than 8 levels deep"), "{err}");
+        assert!(err.starts_with("entity.a[0][0]"), "{err}");
     }
 
     #[test]
