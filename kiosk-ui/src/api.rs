@@ -189,9 +189,17 @@ async fn search<D: ScreenData>(
     State(app): State<AppState<D>>,
     method: Method,
     headers: HeaderMap,
-    Query(q): Query<SearchQuery>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     require(&app, &method, &headers, Need::Staff)?;
+    // After the session check: without a staff session, the answer is 401/403
+    // whatever the query says.
+    let Ok(Query(q)) = q else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the search needs q: 2 to 100 characters of a name, an e-mail address or a phone number",
+        ));
+    };
     let q = q.q.trim();
     if q.chars().count() < 2 || q.len() > 100 {
         return Err(ApiError::new(
@@ -361,7 +369,7 @@ async fn inject_scan<D: ScreenData>(
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::DOCUMENT,
+        crate::openapi::document(),
     )
         .into_response()
 }

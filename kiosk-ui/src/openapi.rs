@@ -1,7 +1,81 @@
 //! The OpenAPI 3.1 document of the JSON API, served at `/api/v1/openapi.json`.
 //! A test checks that every route of the router is described here and every path
-//! described here is routed.
+//! described here is routed. `scripts/api-fuzz.sh` runs Schemathesis against it.
 
+use std::sync::OnceLock;
+
+/// The served document: [`DOCUMENT`] with the answers every route can give
+/// added to each operation ([`with_common_responses`]).
+pub fn document() -> &'static str {
+    static SERVED: OnceLock<String> = OnceLock::new();
+    SERVED.get_or_init(|| {
+        let mut doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("DOCUMENT is JSON");
+        with_common_responses(&mut doc);
+        serde_json::to_string(&doc).expect("a JSON value serialises")
+    })
+}
+
+/// Adds what every operation of its kind can answer, where the operation does not
+/// say it already, and gives every error answer the `Error` body:
+/// * with a session: 401 (no session, or it expired) and 403 (another role's
+///   route, or no or a wrong CSRF token on a state-changing request);
+/// * with a body: 400 (not JSON, or not this shape: the error says where) and 413
+///   (over the body limit);
+/// * every operation: 503 (the local store cannot answer now; the error says why).
+fn with_common_responses(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let error_body = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (_, op) in item.iter_mut() {
+            let with_session = op.get("security").is_some();
+            let with_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code)
+                    .or_insert_with(|| json!({ "description": description }));
+            };
+            if with_session {
+                add(
+                    "401",
+                    "No session, or it expired: sign in again or reload the page",
+                );
+                add(
+                    "403",
+                    "This session's role may not use this route, or the CSRF token is missing or wrong",
+                );
+            }
+            if with_body {
+                add(
+                    "400",
+                    "The body is not JSON or not this shape; the error says where",
+                );
+                add("413", "The body is over the size limit");
+            }
+            if path != "/api/v1/openapi.json" {
+                add(
+                    "503",
+                    "The local store cannot answer right now; the error says why",
+                );
+            }
+            for (code, response) in responses.iter_mut() {
+                if code.starts_with(['4', '5']) && response.get("content").is_none() {
+                    response["content"] = error_body.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The hand-written part of the document.
 pub const DOCUMENT: &str = r##"{
   "openapi": "3.1.0",
   "info": {
@@ -80,7 +154,8 @@ pub const DOCUMENT: &str = r##"{
       "security": [{ "session": [] }], "responses": { "200": { "description": "Status", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Status" } } } } } } },
     "/api/v1/customers": { "get": { "summary": "Search customers by name, e-mail, phone or the phone's last 4 digits (staff)", "security": [{ "session": [] }],
       "parameters": [{ "name": "q", "in": "query", "required": true, "description": "Text with @: an e-mail address; exactly 4 digits: the phone's last four; 7 or more digits (with +, spaces, dashes): a phone number; anything else: the start of a name", "schema": { "type": "string", "minLength": 2, "maxLength": 100 } }],
-      "responses": { "200": { "description": "Up to 20 customers" }, "403": { "description": "Not a staff session" } } } },
+      "responses": { "200": { "description": "Up to 20 customers" }, "400": { "description": "q is missing, or not 2 to 100 characters" },
+        "403": { "description": "Not a staff session" } } } },
     "/api/v1/customers/{id}": { "get": { "summary": "The customer panel (staff)", "security": [{ "session": [] }],
       "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
       "responses": { "200": { "description": "Customer", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Customer" } } } },
@@ -146,7 +221,7 @@ pub const DOCUMENT: &str = r##"{
     "/api/v1/pos/transactions": { "post": { "summary": "Record a POS transaction (POSLog XML, or JSON) from POS software on this device; answers after the transaction and its outbox row are committed",
       "requestBody": { "content": { "application/xml": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } } } },
       "responses": { "201": { "description": "Recorded (or already recorded: same idempotency key)" }, "400": { "description": "Malformed; kept in the rejected folder with the reason" },
-        "403": { "description": "Not from this device" } } } },
+        "403": { "description": "Not from this device" }, "415": { "description": "Neither XML nor JSON (Content-Type)" } } } },
     "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
   }
 }"##;
@@ -180,6 +255,32 @@ mod tests {
                 "{p} is documented but not routed by kiosk-ui"
             );
         }
+    }
+
+    #[test]
+    fn the_served_document_adds_the_common_answers_with_the_error_body() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).unwrap();
+        let op = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
+        // A staff route with a body: session, CSRF and body errors, all with Error bodies.
+        let handover = op("/api/v1/orders/{id}/handover", "post");
+        for code in ["400", "401", "403", "404", "409", "413", "503"] {
+            assert_eq!(
+                handover[code]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error",
+                "{code}: {handover}"
+            );
+        }
+        // What the operation said itself is kept.
+        assert_eq!(
+            handover["400"]["description"],
+            "id_checked is not true, or the body is malformed"
+        );
+        // No session, no body: no 401/403/400.
+        let pos = op("/api/v1/pos/transactions", "post");
+        assert!(pos["401"].is_null() && pos["415"].is_object(), "{pos}");
+        let openapi = op("/api/v1/openapi.json", "get");
+        assert_eq!(openapi.as_object().unwrap().len(), 1, "{openapi}");
+        // Success answers get no error body.
+        assert!(handover["200"]["content"]["application/json"]["schema"]["$ref"].is_null());
     }
 
     #[test]

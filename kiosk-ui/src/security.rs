@@ -61,7 +61,11 @@ pub async fn layer<D: ScreenData>(State(app): State<AppState<D>>, req: Request, 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let api = req.uri().path().starts_with("/api/");
     let mut res = next.run(req).await;
+    if api {
+        res = json_error(res).await;
+    }
     app.metrics.count(route, res.status().as_u16());
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -77,6 +81,36 @@ pub async fn layer<D: ScreenData>(State(app): State<AppState<D>>, req: Request, 
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// The API answers errors as `{"error": message}`. axum's own rejections (a query
+/// string that does not parse, a body over the limit, a path that is not UTF-8)
+/// are plain text; this turns them into the same shape, so that a client (and the
+/// OpenAPI document) has one error format.
+async fn json_error(res: Response) -> Response {
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(res.status().is_client_error() || res.status().is_server_error()) || !plain {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string()
+    } else {
+        text
+    };
+    ApiError::new(parts.status, message).into_response()
 }
 
 /// An API error: a status and a message for the person at the screen.

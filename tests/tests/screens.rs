@@ -223,6 +223,56 @@ fn a_kiosk_reaches_neither_staff_routes_nor_other_customers() {
     a.stop();
 }
 
+#[test]
+fn api_errors_are_json_even_when_the_http_layer_refuses() {
+    let dir = TestDir::new();
+    let a = start(&dir);
+    let (cookie, csrf) = a.sign_in(0);
+    let is_json_error = |res: &Response| {
+        res.header("content-type") == Some("application/json")
+            && res.json()["error"].as_str().is_some_and(|e| !e.is_empty())
+    };
+    // A query string that does not parse: 400 in the API's own shape.
+    let res = a.get("/api/v1/customers", Some(&cookie));
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert!(
+        is_json_error(&res),
+        "{:?} {}",
+        res.header("content-type"),
+        res.body
+    );
+    assert!(
+        res.json()["error"].as_str().unwrap().contains("needs q"),
+        "{}",
+        res.body
+    );
+    // Without a session the answer is about the session, whatever the query says.
+    assert_eq!(a.get("/api/v1/customers", None).status, 401);
+    // A path that is not UTF-8, and a body over the limit: refused by axum before
+    // any handler runs, still answered as {"error": ...}.
+    let res = a.get("/api/v1/orders/%FF%FE", Some(&cookie));
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert!(
+        is_json_error(&res),
+        "{:?} {}",
+        res.header("content-type"),
+        res.body
+    );
+    let huge = format!(r#"{{"order_id":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let res = a.post_json("/api/v1/returns/check", &cookie, &csrf, &huge);
+    assert_eq!(res.status, 413, "{}", res.body);
+    assert!(
+        is_json_error(&res),
+        "{:?} {}",
+        res.header("content-type"),
+        res.body
+    );
+    // Pages keep their own error pages.
+    let res = a.get("/no-such-page", None);
+    assert!(!is_json_error(&res), "{}", res.body);
+    a.stop();
+}
+
 /// Reads the SSE stream of `cookie` until `needle` appears or the deadline.
 fn sse_until(addr: &str, cookie: &str, needle: &str, trigger: impl FnOnce()) -> String {
     use std::io::{Read, Write};
