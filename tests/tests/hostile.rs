@@ -1,14 +1,21 @@
-//! Hostile input from the cloud's side: thousands of random and malformed MQTT
-//! payloads on every downlink topic the agent reads, with good messages between
-//! them. The agent must keep running and online, keep every bad one in dead
-//! letters (exactly one letter each), and apply every good one.
+//! Hostile input (issue 7). From the cloud's side: thousands of random and
+//! malformed MQTT payloads on every downlink topic the agent reads, with good
+//! messages between them; the agent must keep running and online, keep every bad
+//! one in dead letters (exactly one letter each), and apply every good one. From
+//! the POS's side: hostile entries in the spool folder (an XML bomb, deep
+//! nesting, huge, binary, UTF-16, a name that is not UTF-8, symlinks out of the
+//! folder, a FIFO), each rejected with its reason, good files between them
+//! recorded, and nothing outside the folder touched.
 
 use std::time::Duration;
 use store_agent::events::DownlinkStream;
 use store_agent::sync::protocol::{DeviceDownlink, MAX_PAYLOAD_BYTES, MAX_SEQ, Topics};
 use store_agent_e2e::mqtt::{MqttClient, tls_options};
-use store_agent_e2e::rig::{Broker, Rig, SYNC_TIMEOUT, gtin14, wait_for};
+use store_agent_e2e::rig::{Broker, READY_TIMEOUT, Rig, STOP_TIMEOUT, SYNC_TIMEOUT, gtin14, wait_for};
 use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID};
+
+/// How long the agent may take over a spool file.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many hostile payloads the test sends.
 const HOSTILE: usize = 10_000;
@@ -375,4 +382,165 @@ fn ten_thousand_hostile_downlink_payloads_are_dead_lettered_and_good_ones_apply(
     let output = rig.dir.run_ok(["db", "integrity", "--config", &rig.config]);
     assert!(output.stdout.trim_end().ends_with(": ok"), "{output}");
     rig.stop_agent(agent);
+}
+
+/// Everything in `dir` (recursively): relative path → (size, modification time,
+/// content hash), so that a test can show nothing there changed.
+fn fingerprint(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime, u64)> {
+    use std::hash::{Hash, Hasher};
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            if meta.is_file() {
+                std::fs::read(&path).unwrap().hash(&mut h);
+            }
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            out.push((rel, meta.len(), meta.modified().unwrap(), h.finish()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn hostile_spool_files_are_rejected_with_reasons_and_nothing_outside_is_touched() {
+    use std::os::unix::ffi::OsStrExt;
+    use store_agent_e2e::{TestDir, poslog_sale};
+    let dir = TestDir::new();
+    let config = dir.write_config();
+    let spool = dir.join("spool");
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    std::fs::write(outside.join("secret.xml"), poslog_sale(9001)).unwrap();
+    std::fs::write(outside.join("sub/other.xml"), poslog_sale(9002)).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[spool]\npath = {:?}\nrescan_ms = 200\nmax_file_bytes = 1048576\n",
+        spool.display().to_string()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let before = fingerprint(&outside);
+
+    // Hostile entries, each with the words its reason must contain.
+    let mut rng = Rng(0x00ba_d0f1_1e5e_ed00);
+    let mut bomb = String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE POSLog [\n<!ENTITY l0 \"lol\">\n");
+    for i in 1..10 {
+        bomb.push_str(&format!(
+            "<!ENTITY l{i} \"{}\">\n",
+            format!("&l{};", i - 1).repeat(10)
+        ));
+    }
+    bomb.push_str("]>\n<POSLog>&l9;</POSLog>\n");
+    let deep = format!(
+        "<POSLog>{}{}</POSLog>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    let huge = format!("<POSLog>{}</POSLog>", " ".repeat(3 << 20));
+    let files: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"bomb.xml".to_vec(), bomb.into_bytes()),
+        (b"deep.xml".to_vec(), deep.into_bytes()),
+        (b"huge.xml".to_vec(), huge.into_bytes()),
+        (b"binary.xml".to_vec(), rng.bytes(64 * 1024)),
+        (b"empty.xml".to_vec(), Vec::new()),
+        (
+            b"utf16.xml".to_vec(),
+            "\u{feff}<POSLog/>"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect(),
+        ),
+        (
+            b"not-utf8-\xff\xfe.xml".to_vec(),
+            b"<POSLog><Transaction>".to_vec(),
+        ),
+    ];
+    let mut agent = dir.spawn(["run", "--config", &config]);
+    assert!(
+        agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
+        "{}",
+        agent.stderr_so_far()
+    );
+    for (i, (name, content)) in files.iter().enumerate() {
+        let name = std::ffi::OsStr::from_bytes(name);
+        std::fs::write(spool.join(name), content).unwrap();
+        // Good files between the hostile ones.
+        std::fs::write(spool.join(format!("good-{i}.xml")), poslog_sale(100 + i as u32)).unwrap();
+    }
+    std::os::unix::fs::symlink(outside.join("secret.xml"), spool.join("link-file.xml")).unwrap();
+    std::os::unix::fs::symlink(&outside, spool.join("link-dir.xml")).unwrap();
+    std::os::unix::fs::symlink("../outside/sub/other.xml", spool.join("link-relative.xml")).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere.xml"), spool.join("dangling.xml")).unwrap();
+    let fifo = std::ffi::CString::new(spool.join("fifo.xml").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+
+    let mut hostile: Vec<(std::ffi::OsString, &str)> = files
+        .iter()
+        .map(|(n, _)| (std::ffi::OsStr::from_bytes(n).to_owned(), ""))
+        .collect();
+    for (name, why) in [
+        ("link-file.xml", "symbolic link"),
+        ("link-dir.xml", "symbolic link"),
+        ("link-relative.xml", "symbolic link"),
+        ("dangling.xml", "symbolic link"),
+        ("fifo.xml", "not a regular file"),
+    ] {
+        hostile.push((name.into(), why));
+    }
+    hostile[2].1 = "max_file_bytes";
+    let rejected = spool.join("rejected");
+    let processed = spool.join("processed");
+    let all_handled = |_: &mut _| {
+        hostile
+            .iter()
+            .all(|(n, _)| std::fs::symlink_metadata(rejected.join(n)).is_ok())
+            && (0..files.len()).all(|i| processed.join(format!("good-{i}.xml")).exists())
+    };
+    assert!(
+        agent.wait_until(EVENT_TIMEOUT, all_handled),
+        "not all handled: spool {:?}, rejected {:?}\n{}",
+        std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        std::fs::read_dir(&rejected)
+            .ok()
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect::<Vec<_>>()),
+        agent.stderr_so_far()
+    );
+    for (name, why) in &hostile {
+        let mut reason_name = name.clone();
+        reason_name.push(".reason");
+        let reason = std::fs::read_to_string(rejected.join(&reason_name))
+            .unwrap_or_else(|e| panic!("{name:?} has a reason file: {e}"));
+        assert!(!reason.trim().is_empty(), "{name:?}");
+        assert!(reason.contains(why), "{name:?}: {reason}");
+    }
+    // The links were moved, not followed: they are still links, their targets
+    // are where they were, unchanged, and nothing of them was recorded.
+    assert!(
+        std::fs::symlink_metadata(rejected.join("link-file.xml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fingerprint(&outside), before, "nothing outside the spool changed");
+    assert!(agent.try_status().is_none(), "the agent is still running");
+    agent.signal(libc::SIGTERM);
+    let output = agent.finish(STOP_TIMEOUT);
+    assert_eq!(output.code(), Some(0), "{output}");
+    let status = dir.status_json(&config);
+    assert_eq!(
+        status["counts"]["pos_transactions"],
+        files.len() as i64,
+        "only the good files were recorded: {status}"
+    );
 }
