@@ -166,6 +166,22 @@ fn pages_carry_security_headers_and_state_changes_need_the_csrf_token() {
     );
     let (staff, csrf) = a.sign_in(0);
     assert_eq!(a.get("/api/v1/session", Some(&staff)).json()["role"], "staff");
+    // Guessing: five wrong PINs lock that associate id, even for the right PIN,
+    // while another associate still signs in.
+    let a1 = &a.summary["associates"][1];
+    let real = a1["pin"].as_str().unwrap();
+    let guess = |pin: &str| {
+        let body = serde_json::json!({ "associate_id": a1["associate_id"], "pin": pin }).to_string();
+        a.post_json("/api/v1/session", &cookie, &page.csrf(), &body)
+    };
+    for n in 0..5 {
+        assert_eq!(guess(&format!("{real}{n}")).status, 401, "wrong PIN {n}");
+    }
+    let locked = guess(real);
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.body.contains("too many wrong PINs"), "{}", locked.body);
+    let (other, _) = a.sign_in(2);
+    assert_eq!(a.get("/api/v1/session", Some(&other)).json()["role"], "staff");
     // Sign-out ends the session: its cookie no longer opens the console API.
     let out = request(
         &a.addr,

@@ -135,6 +135,16 @@ pub(super) fn apply_batches(
         .map(|(topic, stream, batch)| apply_in(&tx, topic, *stream, batch, now_ms))
         .collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
+    // An erasure is done only when the old page versions holding the person are
+    // gone too: secure_delete zeroes what the delete freed, and the checkpoint
+    // writes those pages over the database file and empties the WAL.
+    let erased = batches
+        .iter()
+        .zip(&outcomes)
+        .any(|((_, stream, _), out)| *stream == DownlinkStream::Erasure && out.applied > 0);
+    if erased {
+        super::writer::fold_wal(conn, "erasure");
+    }
     Ok(outcomes)
 }
 

@@ -1284,7 +1284,38 @@ mod downlink {
             "SELECT c.customer_id FROM customers c
                      WHERE EXISTS (SELECT 1 FROM loyalty_cards l WHERE l.customer_id = c.customer_id)
                        AND EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id)
+                       AND (SELECT count(*) FROM customers d WHERE d.display_name = c.display_name) = 1
                      LIMIT 1",
+        );
+        // What identifies the person, as it sits in the files: the name and the
+        // keyed hash of a card (a BLOB).
+        let name: String = f.scalar(&format!(
+            "SELECT display_name FROM customers WHERE customer_id = '{customer}'"
+        ));
+        let card: Vec<u8> = f.scalar(&format!(
+            "SELECT card_hash FROM loyalty_cards WHERE customer_id = '{customer}' LIMIT 1"
+        ));
+        let files_hold = |needle: &[u8]| -> Vec<String> {
+            ["store.db", "store.db-wal"]
+                .into_iter()
+                .filter(|n| {
+                    std::fs::read(f.dir.path().join(n))
+                        .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                })
+                .map(String::from)
+                .collect()
+        };
+        // Let the snapshot's background checkpoint finish, so the name is in the
+        // database file itself: the search below then means something.
+        for _ in 0..100 {
+            if files_hold(name.as_bytes()).contains(&"store.db".to_string()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            files_hold(name.as_bytes()).contains(&"store.db".to_string()),
+            "the name {name:?} is in the file before the erasure"
         );
         let b = batch(
             "erasure",
@@ -1297,6 +1328,10 @@ mod downlink {
         );
         let out = apply(&f, DownlinkStream::Erasure, b).await;
         assert_eq!((out.applied, out.dead_lettered), (1, 0));
+        // No byte of it is left in the database file or the WAL, free pages and
+        // old page versions included.
+        assert_eq!(files_hold(name.as_bytes()), Vec::<String>::new(), "name {name:?}");
+        assert_eq!(files_hold(&card), Vec::<String>::new(), "card hash");
         for table in ["customers", "loyalty_cards", "wishlist_items", "carts", "orders"] {
             assert_eq!(
                 f.count(&format!(

@@ -68,15 +68,7 @@ impl Writer {
                 }
                 // Fold the WAL back into the database so a stopped agent leaves one
                 // self-contained file (backups, copies, `db integrity` from a rescue disk).
-                match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                }) {
-                    Ok((0, log, done)) => tracing::debug!(log, done, "WAL checkpointed."),
-                    Ok((busy, log, done)) => {
-                        tracing::warn!(busy, log, done, "WAL checkpoint incomplete: a reader was busy.")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed."),
-                }
+                fold_wal(&conn, "shutdown");
                 if let Err((_, e)) = conn.close() {
                     tracing::warn!(error = %e, "Closing the write connection failed.");
                 }
@@ -123,5 +115,26 @@ impl WriterThread {
         if self.handle.join().is_err() {
             tracing::error!("The SQLite writer thread panicked.");
         }
+    }
+}
+
+/// Folds the WAL back into the database file and truncates it (`why` goes to the
+/// log). A busy reader leaves part of it in place: logged, not an error, since
+/// the next checkpoint folds the rest.
+pub(super) fn fold_wal(conn: &Connection, why: &str) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    }) {
+        Ok((0, log, done)) => tracing::debug!(why, log, done, "WAL checkpointed."),
+        Ok((busy, log, done)) => {
+            tracing::warn!(
+                why,
+                busy,
+                log,
+                done,
+                "WAL checkpoint incomplete: a reader was busy."
+            )
+        }
+        Err(e) => tracing::warn!(why, error = %e, "WAL checkpoint failed."),
     }
 }

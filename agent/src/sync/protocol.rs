@@ -806,4 +806,118 @@ mod tests {
             }
         ));
     }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels, with the envelope's own field
+        /// names among the keys so that near-misses are common.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,40}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(6, 64, 8, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::btree_map(
+                        prop_oneof![
+                            Just("v".to_string()),
+                            Just("stream".to_string()),
+                            Just("epoch".to_string()),
+                            Just("items".to_string()),
+                            Just("seq".to_string()),
+                            Just("op".to_string()),
+                            Just("entity".to_string()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Everything the engine does with a payload before the store sees it
+        /// (engine.rs, `on_message`), for every downlink message type. Returns
+        /// the batch when it would be applied.
+        fn receive(payload: &[u8]) -> Option<DownlinkBatch> {
+            let _ = serde_json::from_slice::<Ack>(payload);
+            let _ = serde_json::from_slice::<Reply>(payload);
+            let _ = serde_json::from_slice::<Command>(payload);
+            let _ = serde_json::from_slice::<SnapshotManifest>(payload);
+            let _ = serde_json::from_slice::<ErasureRequest>(payload);
+            let batch = serde_json::from_slice::<DownlinkBatch>(payload).ok()?;
+            batch.check().ok()?;
+            for item in &batch.items {
+                let _ = check_entity_shape(&item.entity);
+            }
+            Some(batch)
+        }
+
+        /// A batch that was accepted is accepted again, equal, after a round trip:
+        /// what the agent stores is what it was sent.
+        fn stable(batch: DownlinkBatch) {
+            let again = serde_json::to_vec(&batch).unwrap();
+            assert_eq!(receive(&again), Some(batch));
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Some(b) = receive(&bytes) {
+                    stable(b);
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_never_panics(value in json()) {
+                if let Some(b) = receive(&serde_json::to_vec(&value).unwrap()) {
+                    stable(b);
+                }
+            }
+
+            #[test]
+            fn a_valid_envelope_with_any_field_replaced_is_judged_consistently(
+                field in prop_oneof![Just("v"), Just("stream"), Just("epoch"), Just("items")],
+                seq in any::<i64>(),
+                value in json(),
+            ) {
+                let mut env = serde_json::json!({
+                    "v": VERSION,
+                    "stream": "stock",
+                    "epoch": "e1",
+                    "items": [{"seq": seq, "op": "upsert", "entity": {"gtin": "1"}}],
+                });
+                let good_seq = (1..=MAX_SEQ).contains(&seq);
+                prop_assert_eq!(receive(&serde_json::to_vec(&env).unwrap()).is_some(), good_seq);
+                env[field] = value;
+                if let Some(b) = receive(&serde_json::to_vec(&env).unwrap()) {
+                    prop_assert_eq!(b.v, VERSION);
+                    prop_assert!(!b.epoch.is_empty() && b.epoch.len() <= MAX_EPOCH_BYTES);
+                    prop_assert!(b.items.iter().all(|i| (1..=MAX_SEQ).contains(&i.seq)));
+                    stable(b);
+                }
+            }
+
+            #[test]
+            fn arbitrary_topics_never_panic(topic in "(sa/v1/|[a-z/+#]){0,12}.{0,30}") {
+                // Reading a topic loses nothing: it is written back as it came.
+                match Topic::parse(&topic) {
+                    Some(Topic::Store { tenant_id, store_id, stream }) => {
+                        prop_assert_eq!(format!("{TOPIC_ROOT}/store/{tenant_id}/{store_id}/{stream}"), topic);
+                    }
+                    Some(Topic::Presence { device_id }) => {
+                        prop_assert_eq!(format!("{TOPIC_ROOT}/device/{device_id}/presence"), topic);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
