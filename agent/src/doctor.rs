@@ -25,7 +25,7 @@
 
 use crate::config::{Config, ConfigProblem, MqttConfig};
 use crate::store;
-use crate::sync::tls;
+use crate::sync::tls::{self, Refusal, utc_date};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -556,13 +556,13 @@ impl Doctor<'_> {
             if self.now_s < not_before {
                 self.fail(
                     "certificate",
-                    format!("{label} is not valid before {}", date(not_before)),
+                    format!("{label} is not valid before {}", utc_date(not_before)),
                     "check the clock first (see the clock line); otherwise the certificate was issued with a wrong date",
                 );
             } else if self.now_s > not_after {
                 self.fail(
                     "certificate",
-                    format!("{label} expired on {}", date(not_after)),
+                    format!("{label} expired on {}", utc_date(not_after)),
                     renew,
                 );
             } else {
@@ -570,13 +570,13 @@ impl Doctor<'_> {
                 if days < EXPIRY_WARNING_DAYS {
                     self.warn(
                         "certificate",
-                        format!("{label} expires on {} (in {days} days)", date(not_after)),
+                        format!("{label} expires on {} (in {days} days)", utc_date(not_after)),
                         renew,
                     );
                 } else {
                     self.ok(
                         "certificate",
-                        format!("{label} is valid until {} ({days} days)", date(not_after)),
+                        format!("{label} is valid until {} ({days} days)", utc_date(not_after)),
                     );
                 }
             }
@@ -750,16 +750,7 @@ impl Doctor<'_> {
                     "{target} completed TLS with this device's certificate (no MQTT session opened, so a running agent is not disturbed)"
                 ),
             ),
-            Err(TlsProblem::ServerCertificate(e)) => self.fail(
-                "broker",
-                format!("{target}: the broker's certificate is not accepted: {e}"),
-                "mqtt.ca_file must hold the CA that signed the broker's certificate, and mqtt.host must be a name in it",
-            ),
-            Err(TlsProblem::Refused(e)) => self.fail(
-                "broker",
-                format!("{target} refused this device's certificate: {e}"),
-                "the broker must trust the CA that issued the device certificate, and the certificate must be valid",
-            ),
+            Err(TlsProblem::Refusal(r)) => self.fail("broker", format!("{target}: {r}"), r.fix()),
             Err(TlsProblem::Other(e)) => self.fail(
                 "broker",
                 format!("{target}: TLS failed: {e}"),
@@ -983,10 +974,8 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
 }
 
 enum TlsProblem {
-    /// We do not trust the broker.
-    ServerCertificate(String),
-    /// The broker does not take our certificate (an alert from it).
-    Refused(String),
+    /// A refusal, by us (the broker's certificate) or by the broker (ours).
+    Refusal(Refusal),
     /// Anything else: not TLS, closed, timed out.
     Other(String),
 }
@@ -1010,9 +999,7 @@ fn tls_handshake(
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            Some(rustls::Error::InvalidCertificate(c)) => TlsProblem::ServerCertificate(format!("{c:?}")),
-            Some(rustls::Error::AlertReceived(a)) => TlsProblem::Refused(format!("TLS alert {a:?}")),
-            Some(other) => TlsProblem::Other(other.to_string()),
+            Some(r) => Refusal::of(r).map_or_else(|| TlsProblem::Other(r.to_string()), TlsProblem::Refusal),
             None => TlsProblem::Other(e.to_string()),
         }
     };
@@ -1026,9 +1013,9 @@ fn tls_handshake(
     let mut buf = [0u8; 64];
     let result = rustls::Stream::new(&mut conn, socket).read(&mut buf);
     let outcome = match result {
-        Ok(0) => Err(TlsProblem::Refused(
+        Ok(0) => Err(TlsProblem::Refusal(Refusal::DeviceRefused(
             "the broker closed the connection after the handshake".into(),
-        )),
+        ))),
         Ok(_) => Ok(()),
         Err(e)
             if matches!(
@@ -1072,12 +1059,6 @@ fn is_permission_denied(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-}
-
-fn date(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
-        .unwrap_or_else(|_| unix.to_string())
 }
 
 fn date_time(unix: i64) -> String {

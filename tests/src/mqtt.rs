@@ -162,14 +162,20 @@ impl Pki {
     /// A new CA and a broker certificate for `localhost` and `127.0.0.1` signed by it, written
     /// to `dir` (which must exist) as `ca.pem`, `server.pem` and `server-key.pem`.
     pub fn generate(dir: &Path) -> Pki {
+        Pki::generate_for(dir, &["localhost", "127.0.0.1"])
+    }
+
+    /// [`Pki::generate`] with a broker certificate for `names` only (a broker reached
+    /// by another name must be refused).
+    pub fn generate_for(dir: &Path, names: &[&str]) -> Pki {
         let (ca_pem, ca) = new_ca();
         let ca_file = write_file(dir, "ca.pem", &ca_pem);
         let (foreign_pem, foreign_ca) = new_ca();
         let foreign_ca_file = write_file(dir, "foreign-ca.pem", &foreign_pem);
 
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("localhost and 127.0.0.1 are valid subject alternative names");
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("valid subject alternative names");
+        params.distinguished_name.push(DnType::CommonName, names[0]);
         params
             .extended_key_usages
             .push(ExtendedKeyUsagePurpose::ServerAuth);
@@ -218,17 +224,34 @@ impl Pki {
     /// ago (valid for a year before that), for tests of what an expired device certificate does.
     /// A new one on every call.
     pub fn expired_client(&self, cn: &str, days_ago: i64) -> ClientFiles {
+        let now = time::OffsetDateTime::now_utc();
+        let not_after = now - time::Duration::days(days_ago);
+        self.client_valid(cn, not_after - time::Duration::days(365), not_after)
+    }
+
+    /// A client certificate with common name `cn` signed by the CA that becomes valid
+    /// `days_ahead` days from now (a clock or an issuing mistake). A new one on every call.
+    pub fn future_client(&self, cn: &str, days_ahead: i64) -> ClientFiles {
+        let not_before = time::OffsetDateTime::now_utc() + time::Duration::days(days_ahead);
+        self.client_valid(cn, not_before, not_before + time::Duration::days(365))
+    }
+
+    fn client_valid(
+        &self,
+        cn: &str,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> ClientFiles {
         let mut params = CertificateParams::new(Vec::new()).expect("no subject alternative names");
         params.distinguished_name.push(DnType::CommonName, cn);
         params
             .extended_key_usages
             .push(ExtendedKeyUsagePurpose::ClientAuth);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_after = now - time::Duration::days(days_ago);
-        params.not_before = params.not_after - time::Duration::days(365);
+        params.not_before = not_before;
+        params.not_after = not_after;
         static ISSUED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = ISSUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        issue(&self.dir, &format!("expired-client-{n}"), params, &self.ca)
+        issue(&self.dir, &format!("dated-client-{n}"), params, &self.ca)
     }
 
     fn client_of(&self, cn: &str, foreign: bool) -> ClientFiles {

@@ -39,7 +39,12 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool 
 /// A new PKI in `dir` and a TLS Mosquitto in `dir/broker` that knows the test device
 /// ([`DEVICE_ID`] of [`STORE_ID`]). Call [`mosquitto_or_skip`] first.
 pub fn tls_broker(dir: &TestDir) -> (Pki, Mosquitto) {
-    let pki = Pki::generate(&dir.join(""));
+    tls_broker_for(dir, &["localhost", "127.0.0.1"])
+}
+
+/// [`tls_broker`] with a broker certificate for `names` only.
+pub fn tls_broker_for(dir: &TestDir, names: &[&str]) -> (Pki, Mosquitto) {
+    let pki = Pki::generate_for(&dir.join(""), names);
     let broker_dir = dir.join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
     let broker = Mosquitto::start(

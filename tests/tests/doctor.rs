@@ -2,11 +2,12 @@
 //! certificates (tests/src/mqtt.rs): a healthy device passes with exit 0; an expired
 //! certificate, a key others can read, a certificate the broker refuses, a CA that did not
 //! sign the broker, a broker that is down and a broken configuration each fail with exit 1
-//! and a line saying what to fix.
+//! and a line saying what to fix. The running agent refuses the same faults, and
+//! `status` says why.
 
 use std::os::unix::fs::PermissionsExt;
 use store_agent_e2e::mqtt::{ClientFiles, Mosquitto, Pki, mosquitto_or_skip};
-use store_agent_e2e::rig::tls_broker;
+use store_agent_e2e::rig::{STOP_TIMEOUT, SYNC_TIMEOUT, tls_broker_for, wait_for};
 use store_agent_e2e::{DEVICE_ID, RunOutput, TestDir, path_str, toml_string};
 
 /// A device with its database, spool folder and TLS files, and a broker that knows it.
@@ -19,11 +20,16 @@ struct Device {
 
 impl Device {
     fn start(test: &str) -> Option<Device> {
+        Device::start_for(test, &["localhost", "127.0.0.1"])
+    }
+
+    /// With a broker whose certificate names only `names`.
+    fn start_for(test: &str, names: &[&str]) -> Option<Device> {
         if !mosquitto_or_skip(test) {
             return None;
         }
         let dir = TestDir::new();
-        let (pki, broker) = tls_broker(&dir);
+        let (pki, broker) = tls_broker_for(&dir, names);
         std::fs::create_dir_all(dir.join("spool/rejected")).unwrap();
         let device = Device { broker, pki, dir };
         let files = device.pki.client(DEVICE_ID);
@@ -39,9 +45,14 @@ impl Device {
 
     /// The standard configuration with an `[mqtt]` section using these files and port.
     fn write_config(&self, ca: &std::path::Path, files: &ClientFiles, port: u16) {
+        self.write_config_for("localhost", ca, files, port)
+    }
+
+    fn write_config_for(&self, host: &str, ca: &std::path::Path, files: &ClientFiles, port: u16) {
         std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let text = format!(
-            "{}\n[mqtt]\nhost = \"localhost\"\nport = {port}\nca_file = {}\ncert_file = {}\nkey_file = {}\n\
+            "{}\n[mqtt]\nhost = \"{host}\"\nport = {port}\n\
+             boot_delay_max_ms = 0\nbackoff_base_ms = 100\nbackoff_cap_ms = 500\nca_file = {}\ncert_file = {}\nkey_file = {}\n\
              \n[spool]\npath = {}\n",
             self.dir.config_text(),
             toml_string(&path_str(ca)),
@@ -171,7 +182,11 @@ fn a_ca_file_that_did_not_sign_the_broker_is_a_failure() {
     device.write_config(device.pki.foreign_ca_file(), &files, device.broker.port());
     let output = device.doctor();
     assert_eq!(output.code(), Some(1), "{output}");
-    let (_, fix) = line_with(&output, "FAIL", "the broker's certificate is not accepted");
+    let (_, fix) = line_with(
+        &output,
+        "FAIL",
+        "the broker's certificate is not signed by the configured CA",
+    );
     assert!(fix.contains("mqtt.ca_file"), "{output}");
 }
 
@@ -222,4 +237,73 @@ fn a_broken_configuration_fails_without_a_panic() {
             .any(|c| c["area"] == "config" && c["level"] == "fail" && c["fix"].is_string()),
         "{json:#}"
     );
+}
+
+/// The running agent, not only `doctor`, refuses a broker or a certificate that
+/// is wrong, stays offline, and says why in `status` (JSON and text).
+fn agent_refuses(device: &Device, why: &[&str]) {
+    let agent = device.dir.spawn_ready(&device.config());
+    let mut last = serde_json::Value::Null;
+    let said = wait_for(SYNC_TIMEOUT, || {
+        last = device.dir.status_json(&device.config());
+        last["sync"]["last_error"]
+            .as_str()
+            .is_some_and(|e| why.iter().all(|w| e.contains(w)))
+    });
+    assert!(
+        said,
+        "status never said {why:?}: {last:#}\n{}",
+        agent.stderr_so_far()
+    );
+    assert_ne!(last["sync"]["state"], "online", "{last:#}");
+    let text = device.dir.run_ok(["status", "--config", &device.config()]);
+    assert!(text.stdout.contains(why[0]), "{text}");
+    agent.signal(libc::SIGTERM);
+    let out = agent.finish(STOP_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_no_panic(&out);
+}
+
+#[test]
+fn the_running_agent_refuses_bad_tls_and_status_says_why() {
+    let Some(device) = Device::start("agent: TLS refusals") else {
+        return;
+    };
+    let port = device.broker.port();
+    let good = device.pki.client(DEVICE_ID);
+    // The CA file did not sign the broker's certificate.
+    device.write_config(device.pki.foreign_ca_file(), &good, port);
+    agent_refuses(&device, &["not signed by the configured CA", "mqtt.ca_file"]);
+    // This device's certificate expired, or is not valid yet.
+    let expired = device.pki.expired_client(DEVICE_ID, 3);
+    device.write_config(device.pki.ca_file(), &expired, port);
+    agent_refuses(
+        &device,
+        &["refused this device's certificate", "expired on", "renew it"],
+    );
+    let future = device.pki.future_client(DEVICE_ID, 10);
+    device.write_config(device.pki.ca_file(), &future, port);
+    agent_refuses(
+        &device,
+        &[
+            "refused this device's certificate",
+            "is not valid before",
+            "clock",
+        ],
+    );
+    let output = device.doctor();
+    assert_eq!(output.code(), Some(1), "{output}");
+    line_with(&output, "FAIL", "is not valid before");
+
+    // The broker's certificate is for another name than the one configured.
+    let Some(other) = Device::start_for("agent: TLS refusals", &["broker.example"]) else {
+        return;
+    };
+    let files = other.pki.client(DEVICE_ID);
+    other.write_config_for("127.0.0.1", other.pki.ca_file(), &files, other.broker.port());
+    agent_refuses(&other, &["not for this host name", "mqtt.host \"127.0.0.1\""]);
+    let output = other.doctor();
+    assert_eq!(output.code(), Some(1), "{output}");
+    let (_, fix) = line_with(&output, "FAIL", "not for this host name");
+    assert!(fix.contains("mqtt.host"), "{output}");
 }

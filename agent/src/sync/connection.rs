@@ -8,6 +8,7 @@
 use super::protocol::{Presence, Topics, VERSION};
 use crate::config::MqttConfig;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -130,6 +131,12 @@ pub async fn run(
     events: mpsc::Sender<ConnectionEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let explain = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Explainer::new(&cfg))
+            .await
+            .unwrap_or_default()
+    };
     let boot_delay = Duration::from_millis(rand::random_range(0..=cfg.boot_delay_max_ms));
     if !boot_delay.is_zero() {
         tracing::info!(
@@ -206,7 +213,10 @@ pub async fn run(
             Err(e) => {
                 attempt = attempt.saturating_add(1);
                 let delay = backoff(base, cap, attempt);
-                let error = describe(&e);
+                let now_s = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let error = explain.describe(&e, now_s);
                 if connected || attempt == 1 {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "Broker connection lost.");
                 } else {
@@ -288,10 +298,70 @@ async fn say_goodbye(eventloop: &mut EventLoop, client: &AsyncClient, topics: &T
     }
 }
 
-fn describe(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
-        other => other.to_string(),
+/// What the connection knows to explain a failure in store IT's terms: the
+/// configured host and files, and the validity of this device's certificate
+/// (read once, when the connection is set up).
+#[derive(Debug, Clone, Default)]
+pub struct Explainer {
+    host: String,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    cert_validity: Option<(i64, i64)>,
+}
+
+impl Explainer {
+    /// Reads the device certificate's dates (a file read: off the runtime).
+    pub fn new(cfg: &MqttConfig) -> Explainer {
+        Explainer {
+            host: cfg.host.clone(),
+            ca_file: cfg.ca_file.clone(),
+            cert_file: cfg.cert_file.clone(),
+            cert_validity: cfg
+                .cert_file
+                .as_deref()
+                .and_then(super::tls::certificate_validity),
+        }
+    }
+
+    /// Why the connection failed, with the fix when it is a TLS refusal. A
+    /// refusal by the broker is checked against this device's certificate dates,
+    /// since the alert alone does not say which check failed.
+    pub fn describe(&self, e: &ConnectionError, now_s: i64) -> String {
+        use super::tls::{Refusal, utc_date};
+        let shown = |p: &Option<PathBuf>| p.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        match Refusal::find(e) {
+            Some(r @ Refusal::DeviceRefused(_)) => {
+                let cert = shown(&self.cert_file);
+                match self.cert_validity {
+                    Some((_, not_after)) if now_s > not_after => format!(
+                        "{r}: the device certificate {cert} expired on {}; renew it",
+                        utc_date(not_after)
+                    ),
+                    Some((not_before, _)) if now_s < not_before => format!(
+                        "{r}: the device certificate {cert} is not valid before {}; check this \
+                         device's clock, otherwise reissue the certificate",
+                        utc_date(not_before)
+                    ),
+                    _ => format!("{r}: {}", r.fix()),
+                }
+            }
+            Some(r @ Refusal::UntrustedBroker(_)) => {
+                format!(
+                    "{r}: mqtt.ca_file {} must hold the CA that signed it",
+                    shown(&self.ca_file)
+                )
+            }
+            Some(r @ Refusal::WrongHostName(_)) => {
+                format!("{r}: mqtt.host {:?} must be a name it is issued for", self.host)
+            }
+            Some(r) => format!("{r}: {}", r.fix()),
+            None => match e {
+                ConnectionError::ConnectionRefused(code) => {
+                    format!("the broker refused the connection: {code:?}")
+                }
+                other => other.to_string(),
+            },
+        }
     }
 }
 

@@ -75,3 +75,114 @@ pub fn mqtt_transport(
         rumqttc::TlsConfiguration::Rustls(config),
     ))
 }
+
+/// Why the TLS part of a broker connection failed, in the terms store IT fixes it
+/// by. Shared by the running agent (`status`, the log) and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The broker's certificate does not chain to the CA in `mqtt.ca_file`.
+    UntrustedBroker(String),
+    /// The broker's certificate does not name `mqtt.host`.
+    WrongHostName(String),
+    /// The broker's certificate is expired or not valid yet (or this clock is wrong).
+    BrokerCertificateDates(String),
+    /// Another fault of the broker's certificate.
+    BrokerCertificate(String),
+    /// The broker refused this device's certificate: a TLS alert from it.
+    DeviceRefused(String),
+}
+
+impl Refusal {
+    /// The refusal a rustls error means, if it is one.
+    pub fn of(e: &rustls::Error) -> Option<Refusal> {
+        use rustls::CertificateError as C;
+        Some(match e {
+            rustls::Error::InvalidCertificate(c) => {
+                let detail = c.to_string();
+                match c {
+                    C::UnknownIssuer | C::BadSignature => Refusal::UntrustedBroker(detail),
+                    C::NotValidForName | C::NotValidForNameContext { .. } => Refusal::WrongHostName(detail),
+                    C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+                        Refusal::BrokerCertificateDates(detail)
+                    }
+                    _ => Refusal::BrokerCertificate(detail),
+                }
+            }
+            rustls::Error::AlertReceived(alert) => Refusal::DeviceRefused(format!("TLS alert {alert:?}")),
+            _ => return None,
+        })
+    }
+
+    /// The refusal somewhere in an error's chain (rumqttc and reqwest wrap the
+    /// rustls error in I/O errors).
+    pub fn find(e: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+        let mut next = Some(e);
+        while let Some(err) = next {
+            if let Some(r) = err.downcast_ref::<rustls::Error>() {
+                return Refusal::of(r);
+            }
+            // io::Error's `source` skips the error it wraps: look inside it.
+            next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => err.source(),
+            };
+        }
+        None
+    }
+
+    /// What to do about it, naming the setting to change.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            Refusal::UntrustedBroker(_) => {
+                "mqtt.ca_file must hold the CA that signed the broker's certificate"
+            }
+            Refusal::WrongHostName(_) => "mqtt.host must be a name the broker's certificate is issued for",
+            Refusal::BrokerCertificateDates(_) => {
+                "check this device's clock; otherwise the broker's certificate must be renewed"
+            }
+            Refusal::BrokerCertificate(_) => {
+                "the broker needs a certificate issued for TLS servers by the store's CA"
+            }
+            Refusal::DeviceRefused(_) => {
+                "the broker must trust the CA that issued the device certificate, and the certificate must be valid today"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::UntrustedBroker(d) => write!(
+                f,
+                "the broker's certificate is not signed by the configured CA ({d})"
+            ),
+            Refusal::WrongHostName(d) => {
+                write!(f, "the broker's certificate is not for this host name ({d})")
+            }
+            Refusal::BrokerCertificateDates(d) => {
+                write!(f, "the broker's certificate is not valid now ({d})")
+            }
+            Refusal::BrokerCertificate(d) => write!(f, "the broker's certificate is not accepted ({d})"),
+            Refusal::DeviceRefused(d) => write!(f, "the broker refused this device's certificate ({d})"),
+        }
+    }
+}
+
+/// The validity of the first certificate in a PEM file, as Unix seconds
+/// (not before, not after); `None` when it cannot be read.
+pub fn certificate_validity(path: &Path) -> Option<(i64, i64)> {
+    let der = read_certificates(path).ok()?.into_iter().next()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some((
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    ))
+}
+
+/// A Unix time as a UTC date, `2026-12-06`.
+pub fn utc_date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_else(|_| unix.to_string())
+}
