@@ -539,7 +539,12 @@ fn status(config_path: &Path, json: bool) -> Result<ExitCode> {
     init_cli_logging();
     let config = load_config(config_path)?;
     let conn = store::open_read_only(&config.database.path)?;
-    let report = store::status::report(&conn)?;
+    let mut report = store::status::report(&conn)?;
+    report.storage = Some(store::status::Storage::measure(
+        &config.database.path,
+        config.database.min_free_bytes,
+        None,
+    ));
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -613,6 +618,25 @@ pub fn render_status(r: &store::status::StatusReport, now_ms: i64) -> String {
             if let Some(e) = &s.last_error {
                 let _ = writeln!(out, "  last error: {e}");
             }
+        }
+    }
+    if let Some(st) = &r.storage {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1_048_576.0);
+        let _ = writeln!(out, "\nStorage ({})", st.dir);
+        match (st.free_bytes, st.total_bytes) {
+            (Some(free), Some(total)) => {
+                let _ = writeln!(out, "  {} free of {}", mib(free), mib(total));
+            }
+            _ => {
+                let _ = writeln!(out, "  free space unknown (statvfs failed)");
+            }
+        }
+        if st.is_full() {
+            let _ = writeln!(
+                out,
+                "  DISK FULL: under the reserve of {}; new POS input is refused until space is freed",
+                mib(st.reserve_bytes)
+            );
         }
     }
     let _ = writeln!(out, "\nLocal data");

@@ -243,6 +243,11 @@ pub struct DatabaseConfig {
     /// How long a connection waits for a lock before giving up, in milliseconds. Default 5000,
     /// from 1 to 600000.
     pub busy_timeout_ms: u64,
+    /// New POS input (transactions over HTTP, spool files, journal receipts) is refused
+    /// while the disk holding the database has less free space than this, in bytes:
+    /// HTTP answers 507 and spool files wait in the folder. Default 16777216 (16 MiB); 0
+    /// turns the reserve off (SQLite's own disk-full error still refuses).
+    pub min_free_bytes: u64,
 }
 
 /// `[loyalty]`: loyalty card numbers are never stored in clear; the agent keeps a keyed hash
@@ -395,6 +400,7 @@ impl Default for DatabaseConfig {
             path: PathBuf::from("/var/lib/store-agent/store.db"),
             read_connections: 4,
             busy_timeout_ms: 5000,
+            min_free_bytes: crate::store::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

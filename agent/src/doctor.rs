@@ -440,7 +440,7 @@ impl Doctor<'_> {
             return;
         };
         let shown = dir.display();
-        let Some((free, total)) = free_space(&dir) else {
+        let Some((free, total)) = store::free_space(&dir) else {
             self.warn(
                 "disk",
                 format!("cannot tell the free space of {shown}"),
@@ -1083,20 +1083,6 @@ fn existing_ancestor(path: &Path) -> Option<PathBuf> {
         .skip(1)
         .find(|p| p.is_dir())
         .map(Path::to_path_buf)
-}
-
-/// Free bytes (for unprivileged users) and total bytes of the file system holding `dir`.
-fn free_space(dir: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs only writes into the struct we pass; it is plain data.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let block = st.f_frsize as u64;
-    Some((st.f_bavail as u64 * block, st.f_blocks as u64 * block))
 }
 
 fn is_root() -> bool {

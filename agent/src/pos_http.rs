@@ -123,6 +123,13 @@ async fn record(
                 "business_day": key.2,
                 "result": match recorded { Recorded::New { .. } => "new", Recorded::Duplicate => "duplicate" },
             })),
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(error = %e, "POS transaction over HTTP refused: the disk is full.");
+                return error(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    format!("not recorded: {e}; send it again when space is freed"),
+                );
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Cannot record a POS transaction from HTTP.");
                 return error(

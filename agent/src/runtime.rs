@@ -35,6 +35,7 @@ pub fn store_options(config: &Config) -> Result<StoreOptions> {
         return_policy: ReturnPolicy {
             window_days: config.returns.window_days,
         },
+        min_free_bytes: config.database.min_free_bytes,
     })
 }
 

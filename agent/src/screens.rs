@@ -99,12 +99,16 @@ impl ScreenData for AgentScreens {
     }
 
     async fn readiness(&self) -> Readiness {
+        let store = self.store.clone();
+        let storage = tokio::task::spawn_blocking(move || store.storage()).await.ok();
         match self.store.reads().read(crate::store::status::live).await {
             Ok(report) => Readiness {
-                ready: true,
+                // Not ready while new POS input would be refused for lack of space.
+                ready: !storage.as_ref().is_some_and(|s| s.is_full()),
                 checks: serde_json::json!({
                     "database": "ok",
                     "schema_version": report.schema_version,
+                    "storage": storage,
                     "devices": report.devices,
                     "sync": report.sync,
                     "outbox": report.outbox,

@@ -319,6 +319,12 @@ impl Spool {
                 Err(e) => {
                     // Those recorded so far are committed; the retry finds them as
                     // duplicates by their natural key.
+                    if e.is_disk_full() {
+                        tracing::warn!(file = %file, error = %e, "Spool file waits: the disk is full.");
+                        summary.new_transactions += new;
+                        summary.duplicate_transactions += duplicates;
+                        return false;
+                    }
                     tracing::error!(file = %file, transactions = count, recorded = new + duplicates,
                         error = %e, "Cannot record the spool file's transactions; it stays for a retry.");
                     summary.new_transactions += new;

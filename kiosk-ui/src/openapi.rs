@@ -221,7 +221,8 @@ pub const DOCUMENT: &str = r##"{
     "/api/v1/pos/transactions": { "post": { "summary": "Record a POS transaction (POSLog XML, or JSON) from POS software on this device; answers after the transaction and its outbox row are committed",
       "requestBody": { "content": { "application/xml": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } } } },
       "responses": { "201": { "description": "Recorded (or already recorded: same idempotency key)" }, "400": { "description": "Malformed; kept in the rejected folder with the reason" },
-        "403": { "description": "Not from this device" }, "415": { "description": "Neither XML nor JSON (Content-Type)" } } } },
+        "403": { "description": "Not from this device" }, "415": { "description": "Neither XML nor JSON (Content-Type)" },
+        "507": { "description": "The device's disk is full: nothing was recorded; send it again when space is freed" } } } },
     "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
   }
 }"##;

@@ -332,6 +332,25 @@ impl TestDir {
         agent
     }
 
+    /// `store-agent sample-data` with `customers` and `products` into `sample.jsonl`:
+    /// the snapshot's path and the summary it printed (cards, PINs, pickups).
+    pub fn sample_data(&self, customers: u64, products: u64) -> (String, serde_json::Value) {
+        let snapshot = self.path_str("sample.jsonl");
+        let (c, p) = (customers.to_string(), products.to_string());
+        let out = self.run_ok([
+            "sample-data",
+            "--customers",
+            &c,
+            "--products",
+            &p,
+            "--out",
+            &snapshot,
+        ]);
+        let summary = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("sample-data printed no JSON summary ({e}):\n{out}"));
+        (snapshot, summary)
+    }
+
     /// `store-agent status --config CONFIG --json`, parsed. Panics unless it succeeds.
     pub fn status_json(&self, config: &str) -> serde_json::Value {
         let output = self.run_ok(["status", "--config", config, "--json"]);

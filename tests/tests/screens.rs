@@ -7,7 +7,6 @@ use std::time::Duration;
 use store_agent_e2e::http::{Response, request};
 use store_agent_e2e::{RunningAgent, TestDir};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Agent {
@@ -20,17 +19,7 @@ struct Agent {
 /// A sample store imported, the agent running with the screens on a free port and
 /// scan injection on; returns it with the sample summary (cards, PINs, pickups).
 fn start(dir: &TestDir) -> Agent {
-    let snapshot = dir.path_str("sample.jsonl");
-    let out = dir.run_ok([
-        "sample-data",
-        "--customers",
-        "300",
-        "--products",
-        "200",
-        "--out",
-        &snapshot,
-    ]);
-    let summary: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let (snapshot, summary) = dir.sample_data(300, 200);
     let config = dir.write_config();
     dir.run_ok(["import", &snapshot, "--config", &config]);
     let mut text = std::fs::read_to_string(&config).unwrap();
@@ -38,12 +27,7 @@ fn start(dir: &TestDir) -> Agent {
         "\n[http]\nlisten = \"127.0.0.1:0\"\n\n[screens]\nscan_injection = true\n\n[scan]\norder_code_prefixes = [\"PU-\"]\n",
     );
     std::fs::write(&config, text).unwrap();
-    let mut agent = dir.spawn(["run", "--config", &config]);
-    assert!(
-        agent.wait_for_stderr("Agent ready.", READY_TIMEOUT),
-        "{}",
-        agent.stderr_so_far()
-    );
+    let agent = dir.spawn_ready(&config);
     let addr = agent.http_addr();
     Agent {
         agent,

@@ -52,6 +52,11 @@ pub struct StoreOptions {
     pub hasher: KeyedHasher,
     /// The rules BORIS returns are checked against.
     pub return_policy: ReturnPolicy,
+    /// New POS input (transactions, journal receipts) is refused while the file
+    /// system holding the database has less free space than this, so the disk
+    /// never fills in the middle of the store's work: what is left serves
+    /// checkpoints, acknowledgements and the cloud's messages.
+    pub min_free_bytes: u64,
 }
 
 impl StoreOptions {
@@ -63,9 +68,13 @@ impl StoreOptions {
             busy_timeout: Duration::from_millis(5000),
             hasher,
             return_policy: ReturnPolicy::default(),
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
+
+/// The default of [`StoreOptions::min_free_bytes`] and `database.min_free_bytes`.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 16 << 20;
 
 /// Why a store operation failed.
 #[derive(Debug, Error)]
@@ -113,12 +122,42 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// New input refused: the disk holding the database is (nearly) full.
+    #[error(
+        "the disk holding {} is full ({free_bytes} bytes free, {reserve_bytes} kept in reserve): \
+         new POS input is refused until space is freed",
+        dir.display()
+    )]
+    NoSpace {
+        /// The database's directory.
+        dir: PathBuf,
+        /// Free bytes there.
+        free_bytes: u64,
+        /// [`StoreOptions::min_free_bytes`].
+        reserve_bytes: u64,
+    },
     /// A bug or a crashed helper thread.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl StoreError {
+    /// The disk (or the file system's quota) is full: nothing was written, and
+    /// the same write succeeds once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::NoSpace { .. } => true,
+            StoreError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(libc::ENOSPC)
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> StoreError {
         StoreError::Invalid {
             field: field.into(),
@@ -179,6 +218,23 @@ impl Store {
         &self.options.path
     }
 
+    fn reserve(&self) -> Reserve {
+        Reserve {
+            dir: database_dir(&self.options.path),
+            bytes: self.options.min_free_bytes,
+        }
+    }
+
+    /// The space on the database's disk, and whether writes fail for lack of it
+    /// (a `statvfs`: call off the async runtime).
+    pub fn storage(&self) -> status::Storage {
+        status::Storage::measure(
+            &self.options.path,
+            self.options.min_free_bytes,
+            self.writer.disk_full_since_ms(),
+        )
+    }
+
     /// The keyed hasher of card numbers and pickup codes.
     pub fn hasher(&self) -> &KeyedHasher {
         &self.options.hasher
@@ -218,8 +274,12 @@ impl Store {
         &self,
         tx: Captured<records::PosTransaction>,
     ) -> Result<Recorded, StoreError> {
+        let reserve = self.reserve();
         self.writer
-            .call(move |conn| records::record_pos_transaction(conn, &tx))
+            .call(move |conn| {
+                reserve.check()?;
+                records::record_pos_transaction(conn, &tx)
+            })
             .await
     }
 
@@ -262,8 +322,12 @@ impl Store {
         &self,
         receipt: Captured<records::JournalReceipt>,
     ) -> Result<Recorded, StoreError> {
+        let reserve = self.reserve();
         self.writer
-            .call(move |conn| records::record_journal_receipt(conn, &receipt))
+            .call(move |conn| {
+                reserve.check()?;
+                records::record_journal_receipt(conn, &receipt)
+            })
             .await
     }
 
@@ -485,6 +549,48 @@ pub fn integrity_problems(conn: &Connection) -> Result<Vec<String>, StoreError> 
         problems.push(row?);
     }
     Ok(problems)
+}
+
+/// The directory SQLite writes the database, its WAL and its journal into.
+pub fn database_dir(db: &Path) -> PathBuf {
+    match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The free-space check before new input, run on the writer thread.
+struct Reserve {
+    dir: PathBuf,
+    bytes: u64,
+}
+
+impl Reserve {
+    fn check(&self) -> Result<(), StoreError> {
+        match free_space(&self.dir) {
+            Some((free, _)) if free < self.bytes => Err(StoreError::NoSpace {
+                dir: self.dir.clone(),
+                free_bytes: free,
+                reserve_bytes: self.bytes,
+            }),
+            // Unknown (statvfs failed): SQLite's own disk-full error still guards.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Free bytes (for unprivileged users) and total bytes of the file system holding `dir`.
+pub fn free_space(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes into the struct we pass; it is plain data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let block = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * block, st.f_blocks as u64 * block))
 }
 
 #[cfg(test)]

@@ -114,6 +114,54 @@ pub struct StatusReport {
     pub devices: Vec<super::records::DeviceStatusRecord>,
     /// The cloud connection (`None`: the sync never ran on this database).
     pub sync: Option<SyncState>,
+    /// The disk the database is on (`None` until the caller measured it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+}
+
+/// The disk the database is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Storage {
+    /// The database's directory.
+    pub dir: String,
+    /// Free bytes for the agent's user (`None`: `statvfs` failed).
+    pub free_bytes: Option<u64>,
+    /// The file system's size in bytes.
+    pub total_bytes: Option<u64>,
+    /// New POS input is refused under this much free space.
+    pub reserve_bytes: u64,
+    /// Since when writes have failed for lack of space (Unix ms); known to the
+    /// running agent only, cleared by the next write that succeeds.
+    pub disk_full_since_ms: Option<i64>,
+    /// `"ok"`, or `"full"`: under the reserve, or writes failing for lack of space.
+    pub state: String,
+}
+
+impl Storage {
+    /// Measures the disk holding the database `db` (a `statvfs`).
+    pub fn measure(db: &std::path::Path, reserve_bytes: u64, disk_full_since_ms: Option<i64>) -> Storage {
+        let dir = super::database_dir(db);
+        let space = super::free_space(&dir);
+        let under = space.is_some_and(|(free, _)| free < reserve_bytes);
+        Storage {
+            dir: dir.display().to_string(),
+            free_bytes: space.map(|(f, _)| f),
+            total_bytes: space.map(|(_, t)| t),
+            reserve_bytes,
+            disk_full_since_ms,
+            state: if under || disk_full_since_ms.is_some() {
+                "full"
+            } else {
+                "ok"
+            }
+            .into(),
+        }
+    }
+
+    /// Whether new input is refused.
+    pub fn is_full(&self) -> bool {
+        self.state == "full"
+    }
 }
 
 fn count(conn: &Connection, sql: &str) -> Result<i64, StoreError> {
@@ -155,6 +203,7 @@ fn report_in_tx(conn: &Connection) -> Result<StatusReport, StoreError> {
         outbox: live.outbox,
         downlink: live.downlink,
         devices: live.devices,
+        storage: None,
     })
 }
 

@@ -1355,3 +1355,97 @@ mod downlink {
         assert!(payload.contains("\"er-1\""), "{payload}");
     }
 }
+
+mod disk_full {
+    use super::*;
+
+    #[test]
+    fn the_reserve_refuses_input_under_it_and_names_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let over = Reserve {
+            dir: dir.path().to_owned(),
+            bytes: u64::MAX,
+        };
+        let e = over.check().unwrap_err();
+        assert!(e.is_disk_full(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&dir.path().display().to_string()) && text.contains("new POS input is refused"),
+            "{text}"
+        );
+        let none = Reserve {
+            dir: dir.path().to_owned(),
+            bytes: 0,
+        };
+        assert!(none.check().is_ok());
+        assert_eq!(database_dir(Path::new("store.db")), PathBuf::from("."));
+        assert_eq!(
+            database_dir(Path::new("/var/lib/x/store.db")),
+            PathBuf::from("/var/lib/x")
+        );
+    }
+
+    /// SQLite's own disk-full error (`max_page_count` makes the file "full"): the
+    /// write is refused whole, the store says so until a write succeeds again, and
+    /// nothing half-written is left.
+    #[tokio::test]
+    async fn a_full_database_refuses_whole_writes_and_recovers_when_space_returns() {
+        let f = Fixture::new_small().await;
+        assert_eq!(f.store.storage().state, "ok");
+        assert_eq!(f.store.storage().disk_full_since_ms, None);
+        let pages: i64 = f
+            .store
+            .writer
+            .call(|c| {
+                let n: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.query_row(&format!("PRAGMA max_page_count = {n}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                Ok(n)
+            })
+            .await
+            .unwrap();
+        let before = f.count("SELECT count(*) FROM pos_transactions");
+        let mut refused = None;
+        for seq in 1..=2_000 {
+            match f.store.record_pos_transaction(Captured::now(pos_tx(seq))).await {
+                Ok(_) => {}
+                Err(e) => {
+                    refused = Some((seq, e));
+                    break;
+                }
+            }
+        }
+        let (seq, e) = refused.expect("a database capped at its page count fills up");
+        assert!(e.is_disk_full(), "{e}");
+        let storage = f.store.storage();
+        assert_eq!(storage.state, "full");
+        assert!(storage.disk_full_since_ms.is_some());
+        // Every accepted transaction has its outbox row; the refused one has neither.
+        let accepted = f.count("SELECT count(*) FROM pos_transactions") - before;
+        assert_eq!(accepted, seq - 1);
+        assert_eq!(
+            f.count("SELECT count(*) FROM outbox WHERE stream = 'pos_transactions'"),
+            accepted
+        );
+        // Space returns: the same transaction goes in, and the condition clears.
+        f.store
+            .writer
+            .call(move |c| {
+                c.query_row(&format!("PRAGMA max_page_count = {}", pages * 4), [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.store.record_pos_transaction(Captured::now(pos_tx(seq))).await,
+            Ok(Recorded::New { .. })
+        ));
+        assert_eq!(f.store.storage().disk_full_since_ms, None);
+        assert_eq!(f.store.storage().state, "ok");
+        let check: String = f.scalar("PRAGMA integrity_check");
+        assert_eq!(check, "ok");
+    }
+}

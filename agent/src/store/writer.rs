@@ -9,6 +9,8 @@
 use super::StoreError;
 use rusqlite::Connection;
 use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,6 +44,30 @@ pub(crate) fn keep_helper(helper: JoinHandle<()>) {
 #[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    disk_full: Arc<AtomicI64>,
+}
+
+/// Notes what a write's result says about the disk: a disk-full failure sets
+/// the time it began (kept while writes keep failing), a success clears it.
+/// Other failures say nothing about space.
+fn note_disk<R>(disk_full: &AtomicI64, result: &Result<R, StoreError>) {
+    match result {
+        Ok(_) => {
+            if disk_full.swap(0, Ordering::Relaxed) != 0 {
+                tracing::info!("The disk has space again: writes succeed.");
+            }
+        }
+        Err(e) if e.is_disk_full() => {
+            let now = crate::events::now_ms().max(1);
+            if disk_full
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::error!(error = %e, "The disk is full: new POS input is refused until space is freed.");
+            }
+        }
+        Err(_) => {}
+    }
 }
 
 /// Joins the writer thread; held by the [`super::Store`] that started it.
@@ -73,7 +99,13 @@ impl Writer {
                     tracing::warn!(error = %e, "Closing the write connection failed.");
                 }
             })?;
-        Ok((Writer { jobs }, WriterThread { handle }))
+        Ok((
+            Writer {
+                jobs,
+                disk_full: Arc::new(AtomicI64::new(0)),
+            },
+            WriterThread { handle },
+        ))
     }
 
     /// Runs `f` on the writer thread and returns its result.
@@ -83,13 +115,22 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let disk_full = self.disk_full.clone();
         self.jobs
             .send(Box::new(move |conn| {
-                let _ = reply.send(f(conn));
+                let result = f(conn);
+                note_disk(&disk_full, &result);
+                let _ = reply.send(result);
             }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Since when (Unix ms) writes fail because the disk is full; `None` while
+    /// the last write that said anything about space succeeded.
+    pub(crate) fn disk_full_since_ms(&self) -> Option<i64> {
+        Some(self.disk_full.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
     /// Like [`Writer::call`], for callers outside the async runtime (the CLI's
@@ -100,9 +141,12 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let disk_full = self.disk_full.clone();
         self.jobs
             .blocking_send(Box::new(move |conn| {
-                let _ = reply.send(f(conn));
+                let result = f(conn);
+                note_disk(&disk_full, &result);
+                let _ = reply.send(result);
             }))
             .map_err(|_| StoreError::Closed)?;
         answer.blocking_recv().map_err(|_| StoreError::Closed)?
