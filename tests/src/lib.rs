@@ -24,8 +24,43 @@
 
 pub mod browser;
 pub mod http;
+pub mod link;
 pub mod mqtt;
 pub mod rig;
+
+/// A small deterministic generator (xorshift64*), so a failing run can be
+/// replayed from its seed. Not for anything secret.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+    /// `len` random lowercase letters.
+    pub fn word(&mut self, len: usize) -> String {
+        (0..len).map(|_| (b'a' + self.below(26) as u8) as char).collect()
+    }
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    /// A duration from `from` to `to` milliseconds.
+    pub fn millis(&mut self, from: u64, to: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(from + self.next_u64() % (to - from + 1))
+    }
+}
 
 use std::ffi::OsStr;
 use std::io::Read;

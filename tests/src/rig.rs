@@ -270,3 +270,28 @@ impl Drop for Rig {
         self.rt.block_on(self.cloud.shutdown());
     }
 }
+
+/// Every transaction 1..=n reached the cloud once, each under one key and one seq.
+pub fn assert_exactly_once(received: &[store_agent::cloud_sim::ReceivedEvent], n: usize) {
+    let mut seqs: Vec<i64> = received.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>(), "each seq once");
+    let mut keys: Vec<&str> = received.iter().map(|e| e.idempotency_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each event under its own key");
+    let mut pos_numbers: Vec<i64> = received
+        .iter()
+        .map(|e| {
+            e.payload["sequence_number"]
+                .as_i64()
+                .expect("a POS sequence number")
+        })
+        .collect();
+    pos_numbers.sort_unstable();
+    assert_eq!(
+        pos_numbers,
+        (1..=n as i64).collect::<Vec<_>>(),
+        "each POS transaction once"
+    );
+}

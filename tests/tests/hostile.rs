@@ -12,7 +12,7 @@ use store_agent::events::DownlinkStream;
 use store_agent::sync::protocol::{DeviceDownlink, MAX_PAYLOAD_BYTES, MAX_SEQ, Topics};
 use store_agent_e2e::mqtt::{MqttClient, tls_options};
 use store_agent_e2e::rig::{Broker, READY_TIMEOUT, Rig, STOP_TIMEOUT, SYNC_TIMEOUT, gtin14, wait_for};
-use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID};
+use store_agent_e2e::{DEVICE_ID, Rng, STORE_ID, TENANT_ID};
 
 /// How long the agent may take over a spool file.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,30 +21,6 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const HOSTILE: usize = 10_000;
 /// A good price change goes out after every this many hostile payloads.
 const GOOD_EVERY: usize = 500;
-
-/// A small deterministic generator (xorshift64*), so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-    fn word(&mut self, len: usize) -> String {
-        (0..len).map(|_| (b'a' + self.below(26) as u8) as char).collect()
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// What the agent last applied of `stream`: its epoch and seq.
 fn position(rig: &Rig, stream: DownlinkStream) -> (String, i64) {

@@ -9,33 +9,10 @@ use std::time::Duration;
 use store_agent::events::{DownlinkStream, UplinkStream};
 use store_agent::sync::protocol::{Op, Topics};
 use store_agent_e2e::mqtt::MqttClient;
-use store_agent_e2e::rig::{Broker, READY_TIMEOUT, Rig, STOP_TIMEOUT, SYNC_TIMEOUT, gtin14, wait_for};
+use store_agent_e2e::rig::{
+    Broker, READY_TIMEOUT, Rig, STOP_TIMEOUT, SYNC_TIMEOUT, assert_exactly_once, gtin14, wait_for,
+};
 use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID};
-
-/// Every transaction 1..=n reached the cloud once, each under one key and one seq.
-fn assert_exactly_once(received: &[store_agent::cloud_sim::ReceivedEvent], n: usize) {
-    let mut seqs: Vec<i64> = received.iter().map(|e| e.seq).collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>(), "each seq once");
-    let mut keys: Vec<&str> = received.iter().map(|e| e.idempotency_key.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    assert_eq!(keys.len(), n, "each event under its own key");
-    let mut pos_numbers: Vec<i64> = received
-        .iter()
-        .map(|e| {
-            e.payload["sequence_number"]
-                .as_i64()
-                .expect("a POS sequence number")
-        })
-        .collect();
-    pos_numbers.sort_unstable();
-    assert_eq!(
-        pos_numbers,
-        (1..=n as i64).collect::<Vec<_>>(),
-        "each POS transaction once"
-    );
-}
 
 #[test]
 fn transactions_recorded_while_the_broker_is_down_reach_the_cloud_exactly_once() {
