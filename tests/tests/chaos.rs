@@ -8,6 +8,9 @@
 //! outbox is empty, every price change is applied, and `PRAGMA integrity_check`
 //! was ok after every kill.
 //!
+//! At the same time an associate hands BOPIS orders over and takes returns through
+//! the console's API; each must reach the cloud exactly once.
+//!
 //! The POS side behaves as a real one does: an HTTP request that got no answer
 //! (the agent was killed, or restarting) is sent again until it gets one; the
 //! agent's natural-key de-duplication makes the resend harmless.
@@ -22,12 +25,14 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use store_agent::events::DownlinkStream;
+use store_agent::config::Config;
+use store_agent::events::{DownlinkStream, UplinkStream};
+use store_agent::sample::{self, SampleSpec};
 use store_agent::sync::protocol::Op;
-use store_agent_e2e::http::try_request;
+use store_agent_e2e::http::{Response, try_request};
 use store_agent_e2e::link::{FaultyLink, LinkMode};
 use store_agent_e2e::rig::{Rig, STOP_TIMEOUT, SYNC_TIMEOUT, assert_exactly_once, gtin14, wait_for};
-use store_agent_e2e::{Rng, RunningAgent, poslog_sale};
+use store_agent_e2e::{DEVICE_ID, Rng, RunningAgent, poslog_sale};
 
 /// The sizes of a run.
 #[derive(Debug)]
@@ -39,6 +44,10 @@ struct Plan {
     partitions: u32,
     /// Periods with the link at 500 ± 200 ms (2 to 5 s).
     delays: u32,
+    /// BOPIS orders handed over at the counter during the run.
+    handovers: usize,
+    /// Returns of online orders taken at the counter during the run.
+    returns: usize,
     /// Pause between two transactions of the feed.
     pace: Duration,
     seed: u64,
@@ -61,6 +70,8 @@ impl Plan {
             broker_restarts: var("CHAOS_BROKER_RESTARTS", 2) as u32,
             partitions: var("CHAOS_PARTITIONS", 2) as u32,
             delays: var("CHAOS_DELAYS", 2) as u32,
+            handovers: var("CHAOS_HANDOVERS", 3) as usize,
+            returns: var("CHAOS_RETURNS", 4) as usize,
             pace: Duration::from_millis(var("CHAOS_PACE_MS", 20)),
             seed: var("CHAOS_SEED", 7),
         }
@@ -127,6 +138,221 @@ fn feed(plan: &Plan, spool: &Path, feed: &Feed) {
     feed.done.store(true, Ordering::Relaxed);
 }
 
+/// A signed-in associate session on the console: (cookie, CSRF token).
+type Session = (String, String);
+
+/// Signs associate `id` in on the agent at `addr`; `None` when the agent does not
+/// answer (killed, starting).
+fn sign_in(addr: &str, id: &str, pin: &str) -> Option<Session> {
+    let page = try_request(addr, "GET", "/console/sign-in", &[], b"").ok()?;
+    let cookie = page.session_cookie()?;
+    let body = serde_json::json!({ "associate_id": id, "pin": pin }).to_string();
+    let headers = [
+        ("Cookie", cookie.as_str()),
+        ("X-CSRF-Token", &page.csrf()),
+        ("Content-Type", "application/json"),
+    ];
+    let signed = try_request(addr, "POST", "/api/v1/session", &headers, body.as_bytes()).ok()?;
+    let staff = signed.session_cookie()?;
+    let console = try_request(addr, "GET", "/console", &[("Cookie", &staff)], b"").ok()?;
+    (console.status == 200).then(|| (staff, console.csrf()))
+}
+
+/// The associate at the counter, as the console would: one call of the staff API.
+fn staff_call(
+    addr: &str,
+    session: &Session,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Option<Response> {
+    let text = body.to_string();
+    let headers = [
+        ("Cookie", session.0.as_str()),
+        ("X-CSRF-Token", session.1.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let body = if method == "GET" {
+        &b""[..]
+    } else {
+        text.as_bytes()
+    };
+    try_request(addr, method, path, &headers, body).ok()
+}
+
+/// What the counter did.
+#[derive(Default, Debug)]
+struct Counter {
+    /// BOPIS orders handed over (the agent confirmed, or showed them handed over
+    /// after an answer was lost).
+    handed_over: Vec<String>,
+    /// (order id, line) returned: confirmed 201, or shown as nothing left after a
+    /// lost answer.
+    returned: Vec<(String, u64)>,
+}
+
+/// Hands over `orders` and takes `returns` while the agent is killed and restarted:
+/// signs in again when the session is gone, and after a lost answer looks at the
+/// order before doing anything again (so nothing is done twice by the counter; the
+/// agent must not record anything twice either).
+fn counter(
+    feed: &Feed,
+    gap: Duration,
+    associate: (&str, &str),
+    orders: &[String],
+    returns: &[(String, u64)],
+) -> Counter {
+    let mut done = Counter::default();
+    let mut session: Option<(String, Session)> = None;
+    let mut work: Vec<Result<&String, &(String, u64)>> = orders.iter().map(Ok).collect();
+    work.extend(returns.iter().map(Err));
+    for item in work {
+        // Spread over the feed, so that the faults hit the counter's work too.
+        std::thread::sleep(gap);
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let Some(addr) = feed.addr.lock().unwrap().clone() else {
+                continue;
+            };
+            // A restarted agent has forgotten every session.
+            if session.as_ref().is_none_or(|(a, _)| *a != addr) {
+                session = sign_in(&addr, associate.0, associate.1).map(|s| (addr.clone(), s));
+            }
+            let Some((_, s)) = &session else {
+                continue;
+            };
+            let get = |path: &str| staff_call(&addr, s, "GET", path, &serde_json::Value::Null);
+            match item {
+                Ok(order) => {
+                    let path = format!("/api/v1/orders/{order}");
+                    let Some(status) = get(&path)
+                        .filter(|r| r.status == 200)
+                        .and_then(|r| r.json()["status"].as_str().map(str::to_owned))
+                    else {
+                        session = None;
+                        continue;
+                    };
+                    match status.as_str() {
+                        "ready_for_pickup" => {
+                            let _ = staff_call(
+                                &addr,
+                                s,
+                                "POST",
+                                &format!("{path}/arrived"),
+                                &serde_json::json!({}),
+                            );
+                        }
+                        "customer_arrived" => {
+                            let body = serde_json::json!({ "id_checked": true, "refused_lines": [] });
+                            let _ = staff_call(&addr, s, "POST", &format!("{path}/handover"), &body);
+                        }
+                        "handed_over" => {
+                            done.handed_over.push(order.clone());
+                            break;
+                        }
+                        other => panic!("{order} went to {other}"),
+                    }
+                }
+                Err((order, line)) => {
+                    let body = serde_json::json!({
+                        "order_id": order,
+                        "lines": [{ "line_no": line, "qty": 1 }],
+                        "reason": "wrong_size", "condition": "like_new",
+                        "disposition": "restock", "refund_method": "original_tender",
+                    });
+                    let Some(check) = staff_call(&addr, s, "POST", "/api/v1/returns/check", &body)
+                        .filter(|r| r.status == 200)
+                        .map(|r| r.json())
+                    else {
+                        session = None;
+                        continue;
+                    };
+                    if check["allowed"] == true {
+                        match staff_call(&addr, s, "POST", "/api/v1/returns", &body) {
+                            Some(r) if r.status == 201 => {
+                                done.returned.push((order.clone(), *line));
+                                break;
+                            }
+                            _ => continue,
+                        }
+                    }
+                    // A lost answer: the return was recorded if nothing is left.
+                    let codes = check["blocking"].to_string();
+                    assert!(
+                        codes.contains("exceeds_remaining"),
+                        "{order} line {line}: {check}"
+                    );
+                    done.returned.push((order.clone(), *line));
+                    break;
+                }
+            }
+        }
+    }
+    done
+}
+
+/// BOPIS orders ready for pickup and returnable lines (within the offline refund
+/// limit, so a cut link does not need a manager) of the sample store.
+fn counter_work(addr: &str, session: &Session, plan: &Plan) -> (Vec<String>, Vec<(String, u64)>) {
+    let queue = staff_call(addr, session, "GET", "/api/v1/pickups", &serde_json::Value::Null)
+        .expect("the pickup queue")
+        .json();
+    let orders: Vec<String> = queue
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["status"] == "ready_for_pickup" && e["overdue"] == false)
+        .filter_map(|e| e["order_id"].as_str().map(str::to_owned))
+        .take(plan.handovers)
+        .collect();
+    let mut returns = Vec::new();
+    for k in 1..=60u64 {
+        if returns.len() >= plan.returns {
+            break;
+        }
+        let id = format!("WEB-{k:07}");
+        let Some(order) = staff_call(
+            addr,
+            session,
+            "GET",
+            &format!("/api/v1/orders/{id}"),
+            &serde_json::Value::Null,
+        )
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()) else {
+            continue;
+        };
+        for line in order["lines"].as_array().into_iter().flatten() {
+            let (Some(no), Some(price)) = (line["line_no"].as_u64(), line["unit_price_minor"].as_i64())
+            else {
+                continue;
+            };
+            let body = serde_json::json!({
+                "order_id": id, "lines": [{ "line_no": no, "qty": 1 }],
+                "reason": "wrong_size", "condition": "like_new",
+                "disposition": "restock", "refund_method": "original_tender",
+            });
+            let allowed = price <= 10_000
+                && staff_call(addr, session, "POST", "/api/v1/returns/check", &body)
+                    .is_some_and(|r| r.status == 200 && r.json()["allowed"] == true);
+            if allowed && returns.len() < plan.returns {
+                returns.push((id.clone(), no));
+            }
+        }
+    }
+    assert_eq!(
+        orders.len(),
+        plan.handovers,
+        "enough ready pickups in the sample: {queue}"
+    );
+    assert_eq!(
+        returns.len(),
+        plan.returns,
+        "enough returnable lines in the sample"
+    );
+    (orders, returns)
+}
+
 fn start_agent(rig: &Rig, feed: &Feed) -> RunningAgent {
     let agent = rig.spawn_agent();
     *feed.addr.lock().unwrap() = Some(agent.http_addr());
@@ -185,12 +411,30 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
     let state = Feed::default();
     let agent = start_agent(&rig, &state);
     rig.wait_bootstrapped(&agent);
+    // The counter's work, chosen before the chaos starts; the sample's associate A001.
+    let config =
+        Config::parse(&std::fs::read_to_string(&rig.config).unwrap(), &|_| None).expect("the config");
+    let hasher = store_agent::runtime::store_options(&config).unwrap().hasher;
+    let staff = sample::write_snapshot(&SampleSpec::new(1, 200, 100), &hasher, std::io::sink())
+        .unwrap()
+        .associates
+        .into_iter()
+        .find(|a| a.role == "associate")
+        .expect("a sample associate");
+    let addr = state.addr.lock().unwrap().clone().unwrap();
+    let session = sign_in(&addr, &staff.associate_id, &staff.pin).expect("the associate signs in");
+    let (orders, returns) = counter_work(&addr, &session, &plan);
 
     let (mut kills, mut restarts, mut partitions, mut delays) = (0u32, 0u32, 0u32, 0u32);
     let mut prices: Vec<(String, i64)> = Vec::new();
     let spool = rig.spool.clone();
-    let agent = std::thread::scope(|s| {
+    let (agent, at_counter) = std::thread::scope(|s| {
         s.spawn(|| feed(&plan, &spool, &state));
+        let items = (orders.len() + returns.len()).max(1) as u32;
+        let gap = plan.pace * plan.transactions / items;
+        let associate = (staff.associate_id.as_str(), staff.pin.as_str());
+        let (state, orders, returns) = (&state, &orders, &returns);
+        let at_counter = s.spawn(move || counter(state, gap, associate, orders, returns));
         let mut agent = agent;
         let mut step = 0u64;
         loop {
@@ -208,7 +452,7 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
             if delays < plan.delays {
                 left.push(Fault::Delay);
             }
-            if left.is_empty() && state.done.load(Ordering::Relaxed) {
+            if left.is_empty() && state.done.load(Ordering::Relaxed) && at_counter.is_finished() {
                 break;
             }
             std::thread::sleep(rng.millis(200, 1500));
@@ -228,7 +472,7 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
                     kills += 1;
                     integrity_ok(&rig);
                     std::thread::sleep(rng.millis(0, 500));
-                    agent = start_agent(&rig, &state);
+                    agent = start_agent(&rig, state);
                 }
                 Fault::BrokerRestart => {
                     rig.mosquitto().stop();
@@ -253,7 +497,7 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
                 }
             }
         }
-        agent
+        (agent, at_counter.join().expect("the counter"))
     });
 
     // Everything settles: every spool file taken, the outbox drained.
@@ -283,6 +527,36 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
     assert_eq!(files_in(&rig.spool.join("rejected"), ""), 0, "nothing rejected");
     // In the cloud exactly once each, and nothing else.
     assert_exactly_once(&rig.received(), n);
+    // The counter's hand-overs and returns: each in the cloud exactly once.
+    assert_eq!(at_counter.handed_over, orders);
+    assert_eq!(at_counter.returned, returns);
+    let events = |stream| {
+        rig.rt
+            .block_on(rig.cloud.received_events(DEVICE_ID, stream))
+            .unwrap()
+    };
+    let order_events = events(UplinkStream::OrderEvents);
+    for order in &orders {
+        for to in ["customer_arrived", "handed_over"] {
+            let n = order_events
+                .iter()
+                .filter(|e| e.payload["order_id"] == order.as_str() && e.payload["to"] == to)
+                .count();
+            assert_eq!(n, 1, "{order} {to} in the cloud: {order_events:?}");
+        }
+    }
+    let return_events = events(UplinkStream::Returns);
+    assert_eq!(return_events.len(), returns.len(), "{return_events:?}");
+    for (order, line) in &returns {
+        let n = return_events
+            .iter()
+            .filter(|e| e.payload["order_id"] == order.as_str() && e.payload["lines"][0]["line_no"] == *line)
+            .count();
+        assert_eq!(
+            n, 1,
+            "return of {order} line {line} in the cloud: {return_events:?}"
+        );
+    }
     // Every price change applied.
     for (g14, price) in &prices {
         assert!(
@@ -296,10 +570,12 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
     integrity_ok(&rig);
     println!(
         "CHAOS transactions={n} spool={} http={} kills={kills} broker_restarts={restarts} \
-         partitions={partitions} delays={delays} broker_connections={} price_changes={} lost=0 doubled=0 \
+         partitions={partitions} delays={delays} handovers={} returns={} broker_connections={} price_changes={} lost=0 doubled=0 \
          duplicates_before_dedup={duplicates} http_resends={} seconds={}",
         processed,
         http_acked.len(),
+        orders.len(),
+        returns.len(),
         link.connections(),
         prices.len(),
         state.http_retries.load(Ordering::Relaxed),
