@@ -218,6 +218,12 @@ impl Store {
         &self.options.path
     }
 
+    /// Changes after every write of this process (see the sync's pump, which
+    /// skips reading an outbox nothing was written to).
+    pub fn write_generation(&self) -> u64 {
+        self.writer.generation()
+    }
+
     fn reserve(&self) -> Reserve {
         Reserve {
             dir: database_dir(&self.options.path),

@@ -10,7 +10,7 @@ use super::StoreError;
 use rusqlite::Connection;
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,6 +45,8 @@ pub(crate) fn keep_helper(helper: JoinHandle<()>) {
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     disk_full: Arc<AtomicI64>,
+    /// Jobs run so far: changes whenever anything may have been written.
+    generation: Arc<AtomicU64>,
 }
 
 /// Notes what a write's result says about the disk: a disk-full failure sets
@@ -103,6 +105,7 @@ impl Writer {
             Writer {
                 jobs,
                 disk_full: Arc::new(AtomicI64::new(0)),
+                generation: Arc::new(AtomicU64::new(0)),
             },
             WriterThread { handle },
         ))
@@ -115,16 +118,23 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let disk_full = self.disk_full.clone();
+        let (disk_full, generation) = (self.disk_full.clone(), self.generation.clone());
         self.jobs
             .send(Box::new(move |conn| {
                 let result = f(conn);
+                generation.fetch_add(1, Ordering::Release);
                 note_disk(&disk_full, &result);
                 let _ = reply.send(result);
             }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A number that changes after every write job (committed or not): equal
+    /// values mean this process wrote nothing in between.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Since when (Unix ms) writes fail because the disk is full; `None` while
@@ -141,10 +151,11 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let disk_full = self.disk_full.clone();
+        let (disk_full, generation) = (self.disk_full.clone(), self.generation.clone());
         self.jobs
             .blocking_send(Box::new(move |conn| {
                 let result = f(conn);
+                generation.fetch_add(1, Ordering::Release);
                 note_disk(&disk_full, &result);
                 let _ = reply.send(result);
             }))

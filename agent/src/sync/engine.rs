@@ -46,6 +46,10 @@ const BUSY_POLL: Duration = Duration::from_millis(10);
 /// How often the pump looks at an outbox that was empty last time.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// How often the pump reads an outbox nothing in this process wrote to, in case
+/// another process did (an offline command run beside the agent).
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
 /// Nearby-stock look-ups waiting for the cloud at most; more are answered "not now".
 const MAX_NEARBY_WAITING: usize = 32;
 
@@ -138,6 +142,12 @@ pub struct Engine {
     group: Vec<crate::store::downlink::Received>,
     /// An ack opened the window: run the pump now rather than at its next poll.
     wake_pump: bool,
+    /// The store's write generation when the pump last found every outbox stream
+    /// with nothing to send, and when that was: while no write happened since, the
+    /// pump does not read the outbox again (an idle agent then costs no queries),
+    /// except every [`IDLE_RECHECK`]. Cleared by anything that makes events due
+    /// again without a write (a reconnect, an ack timeout, an ack).
+    pump_idle_at: Option<(u64, Instant)>,
     /// Nearby-stock look-ups waiting for the cloud's reply, by request id.
     nearby: HashMap<String, oneshot::Sender<Vec<NearbyStore>>>,
 }
@@ -187,6 +197,7 @@ impl Engine {
             done_rx,
             group: Vec::new(),
             wake_pump: false,
+            pump_idle_at: None,
             nearby: HashMap::new(),
         })
     }
@@ -281,6 +292,7 @@ impl Engine {
                     s.sent_through = 0;
                     s.progress_at = Instant::now();
                 }
+                self.pump_idle_at = None;
                 for d in self.downlink.values_mut() {
                     if !d.loading {
                         d.pending = None;
@@ -578,6 +590,7 @@ impl Engine {
                     st.acked = ack.acked_through;
                     st.progress_at = Instant::now();
                     self.wake_pump = true;
+                    self.pump_idle_at = None;
                 }
                 st.sent_through = st.sent_through.max(st.acked);
                 tracing::debug!(%stream, through = ack.acked_through, deleted, "Cloud acknowledged.");
@@ -716,6 +729,15 @@ impl Engine {
 
     /// One turn of the uplink pump. Returns whether it sent anything.
     async fn pump(&mut self) -> bool {
+        let generation = self.store.write_generation();
+        if let Some((seen, at)) = self.pump_idle_at
+            && seen == generation
+            && at.elapsed() < IDLE_RECHECK
+        {
+            return false;
+        }
+        // Every stream read and found with nothing to send: then idle until a write.
+        let mut all_empty = true;
         let rate = self.opts.mqtt.drain_events_per_s as f64;
         let now = Instant::now();
         self.tokens =
@@ -725,6 +747,7 @@ impl Engine {
         let mut sent_any = false;
         for stream in UplinkStream::ALL {
             if self.tokens < 1.0 {
+                all_empty = false;
                 break;
             }
             let st = *self.uplink.entry(stream).or_insert(UplinkState::starting(0));
@@ -736,6 +759,7 @@ impl Engine {
             };
             let limit = room.min(self.tokens as i64).min(MAX_BATCH_EVENTS as i64 * 4);
             if limit <= 0 {
+                all_empty = false;
                 continue;
             }
             let rows = match self
@@ -747,12 +771,14 @@ impl Engine {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(%stream, error = %e, "Cannot read the outbox.");
+                    all_empty = false;
                     continue;
                 }
             };
             if rows.is_empty() {
                 continue;
             }
+            all_empty = false;
             let was_idle = st.sent_through <= st.acked;
             let mut sent_through = st.sent_through;
             for batch in pack(&self.opts.device_id, stream, rows) {
@@ -782,6 +808,7 @@ impl Engine {
                 st.progress_at = Instant::now();
             }
         }
+        self.pump_idle_at = all_empty.then(|| (generation, Instant::now()));
         sent_any
     }
 
@@ -820,6 +847,7 @@ impl Engine {
                 tracing::warn!(%stream, sent = st.sent_through, acked = st.acked, "No ack in time: resending from the oldest unacknowledged event.");
                 st.sent_through = 0;
                 st.progress_at = Instant::now();
+                self.pump_idle_at = None;
             }
         }
         let request_timeout = Duration::from_millis(self.opts.mqtt.request_timeout_ms);
