@@ -56,7 +56,11 @@ pub fn tls_broker_for(dir: &TestDir, names: &[&str]) -> (Pki, Mosquitto) {
 }
 
 /// A broker, the cloud and an agent configuration wired together.
-pub struct Rig {
+///
+/// `B` is the broker: [`Broker`] (Mosquitto or the embedded rumqttd, started by the rig)
+/// unless said otherwise, or [`ExternalBroker`] for a broker someone else runs
+/// ([`Rig::start_external`]).
+pub struct Rig<B = Broker> {
     /// The test's directory (configuration, database, spool, broker and cloud files).
     pub dir: TestDir,
     /// The runtime the cloud runs on.
@@ -64,7 +68,7 @@ pub struct Rig {
     /// The test's certificate authority and certificates.
     pub pki: Pki,
     /// The broker.
-    pub broker: Broker,
+    pub broker: B,
     /// The reference cloud.
     pub cloud: CloudSim,
     /// The agent's configuration file.
@@ -79,6 +83,31 @@ pub enum Broker {
     Mosquitto(Mosquitto),
     /// The demo's embedded rumqttd, plaintext on loopback.
     Embedded(EmbeddedBroker),
+}
+
+impl Broker {
+    /// The port the broker listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        match self {
+            Broker::Mosquitto(m) => m.port(),
+            Broker::Embedded(e) => e.addr().port(),
+        }
+    }
+}
+
+/// A broker the rig did not start and does not stop: plaintext MQTT on 127.0.0.1 at this
+/// port, anonymous, without an ACL (RabbitMQ's MQTT plugin in `scripts/rabbitmq-check.sh`).
+///
+/// A type of its own rather than a third [`Broker`] variant: tests match on [`Broker`]
+/// exhaustively (tests/tests/service.rs), and a new variant would break them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalBroker(pub u16);
+
+impl ExternalBroker {
+    /// The port the broker listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.0
+    }
 }
 
 impl Rig {
@@ -103,10 +132,12 @@ impl Rig {
             cloud_files.cert.clone(),
             cloud_files.key.clone(),
         ));
+        let port = broker.port();
         Some(Rig::assemble(
             dir,
             pki,
             Broker::Mosquitto(broker),
+            port,
             cloud_tls,
             &(tls + extra_mqtt),
         ))
@@ -117,26 +148,53 @@ impl Rig {
         let dir = TestDir::new();
         let pki = Pki::generate(&dir.join(""));
         let broker = EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).expect("rumqttd starts");
+        let port = broker.addr().port();
         Rig::assemble(
             dir,
             pki,
             Broker::Embedded(broker),
+            port,
             None,
             "allow_plaintext = true\n",
         )
     }
 
+    pub fn mosquitto(&mut self) -> &mut Mosquitto {
+        match &mut self.broker {
+            Broker::Mosquitto(m) => m,
+            Broker::Embedded(_) => panic!("this test needs Mosquitto"),
+        }
+    }
+}
+
+impl Rig<ExternalBroker> {
+    /// With a broker already running on 127.0.0.1:`port` (plaintext, anonymous, no ACL),
+    /// which the rig neither starts nor stops: the agent and the cloud connect to it with
+    /// their usual client ids (`DEVICE_ID`, `cloud`) and persistent sessions, so use a
+    /// fresh broker (or vhost) per run.
+    pub fn start_external(port: u16) -> Rig<ExternalBroker> {
+        let dir = TestDir::new();
+        let pki = Pki::generate(&dir.join(""));
+        Rig::assemble(
+            dir,
+            pki,
+            ExternalBroker(port),
+            port,
+            None,
+            "allow_plaintext = true\n",
+        )
+    }
+}
+
+impl<B> Rig<B> {
     fn assemble(
         dir: TestDir,
         pki: Pki,
-        broker: Broker,
+        broker: B,
+        port: u16,
         cloud_tls: Option<(PathBuf, PathBuf, PathBuf)>,
         extra_mqtt: &str,
-    ) -> Rig {
-        let port = match &broker {
-            Broker::Mosquitto(m) => m.port(),
-            Broker::Embedded(e) => e.addr().port(),
-        };
+    ) -> Rig<B> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -169,13 +227,6 @@ impl Rig {
             cloud,
             config,
             spool,
-        }
-    }
-
-    pub fn mosquitto(&mut self) -> &mut Mosquitto {
-        match &mut self.broker {
-            Broker::Mosquitto(m) => m,
-            Broker::Embedded(_) => panic!("this test needs Mosquitto"),
         }
     }
 
@@ -265,7 +316,7 @@ impl Rig {
     }
 }
 
-impl Drop for Rig {
+impl<B> Drop for Rig<B> {
     fn drop(&mut self) {
         self.rt.block_on(self.cloud.shutdown());
     }
