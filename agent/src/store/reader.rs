@@ -9,6 +9,7 @@ use super::StoreError;
 use super::connection::{self, Access};
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub struct ReadPool {
 struct Inner {
     idle: Mutex<Vec<Connection>>,
     returned: Condvar,
+    /// Queries run so far (for tests and diagnostics of idle load).
+    queries: AtomicU64,
 }
 
 impl ReadPool {
@@ -33,8 +36,14 @@ impl ReadPool {
             inner: Arc::new(Inner {
                 idle: Mutex::new(conns),
                 returned: Condvar::new(),
+                queries: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// How many queries the pool has run.
+    pub fn queries(&self) -> u64 {
+        self.inner.queries.load(Ordering::Relaxed)
     }
 
     /// Runs `f` with a connection on the current thread, waiting for one if all are
@@ -49,6 +58,7 @@ impl ReadPool {
                 idle = self.inner.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
             }
         };
+        self.inner.queries.fetch_add(1, Ordering::Relaxed);
         let result = f(&conn);
         self.inner
             .idle

@@ -729,3 +729,37 @@ pub(super) fn set_device_status(conn: &mut Connection, s: &DeviceStatusRecord) -
     .execute(params![s.device_id, s.kind, s.state, s.reason, s.updated_at_ms])?;
     Ok(())
 }
+
+/// A cash sale of a pen on POS-1, for tests.
+#[cfg(test)]
+pub(crate) fn example_sale(seq: i64) -> PosTransaction {
+    PosTransaction {
+        store_id: "store-001".into(),
+        workstation: "POS-1".into(),
+        sequence_number: seq,
+        business_day: "2026-11-23".into(),
+        kind: "sale".into(),
+        operator_id: Some("A001".into()),
+        customer_id: None,
+        currency: "EUR".into(),
+        total_minor: 1999,
+        tax_minor: 319,
+        occurred_at_ms: Some(1_790_000_000_000),
+        lines: vec![
+            PosLine {
+                kind: "sale".into(),
+                gtin: Some("4006381333931".into()),
+                description: Some("Pen".into()),
+                quantity_milli: 1000,
+                amount_minor: 1999,
+            },
+            PosLine {
+                kind: "tender".into(),
+                gtin: None,
+                description: Some("cash".into()),
+                quantity_milli: 1000,
+                amount_minor: 1999,
+            },
+        ],
+    }
+}

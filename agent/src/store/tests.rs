@@ -6,7 +6,7 @@ use crate::domain::returns::{ManagerOverride, Reason, RequestedLine};
 use crate::domain::wishlist::WishlistAction;
 use crate::events::Captured;
 use crate::sample::{self, SampleSpec};
-use crate::store::records::{Disposition, OrderUpdate, PosLine, PosTransaction, ReturnRecord, WishlistEdit};
+use crate::store::records::{Disposition, OrderUpdate, PosTransaction, ReturnRecord, WishlistEdit};
 use crate::store::snapshot::ImportExpectations;
 
 const DAY: i64 = 86_400_000;
@@ -65,35 +65,7 @@ impl Fixture {
 }
 
 fn pos_tx(seq: i64) -> PosTransaction {
-    PosTransaction {
-        store_id: "store-001".into(),
-        workstation: "POS-1".into(),
-        sequence_number: seq,
-        business_day: "2026-11-23".into(),
-        kind: "sale".into(),
-        operator_id: Some("A001".into()),
-        customer_id: None,
-        currency: "EUR".into(),
-        total_minor: 1999,
-        tax_minor: 319,
-        occurred_at_ms: Some(NOW),
-        lines: vec![
-            PosLine {
-                kind: "sale".into(),
-                gtin: Some("4006381333931".into()),
-                description: Some("Pen".into()),
-                quantity_milli: 1000,
-                amount_minor: 1999,
-            },
-            PosLine {
-                kind: "tender".into(),
-                gtin: None,
-                description: Some("cash".into()),
-                quantity_milli: 1000,
-                amount_minor: 1999,
-            },
-        ],
-    }
+    crate::store::records::example_sale(seq)
 }
 
 /// Makes every outbox insert fail, as a full disk or a crash between the two
