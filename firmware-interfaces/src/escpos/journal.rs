@@ -806,11 +806,14 @@ fn hri_text(symbology: u8, data: &[u8]) -> String {
 
 /// Replaces every payment card number in `line` by asterisks and its last four digits.
 ///
-/// A candidate is a run of 13 to 19 digits, where single spaces or dashes may
-/// separate groups of digits (`4111 1111 1111 1111`, `4111-1111-1111-1111`). It is
-/// masked when it passes the Luhn check or starts with 1–6 (the issuer ranges of
-/// payment cards), erring on the side of masking. The separators go with the mask:
-/// `4111 1111 1111 1111` becomes `************1111`.
+/// A candidate is a run of digits where single spaces or dashes may separate groups
+/// of digits (`4111 1111 1111 1111`, `4111-1111-1111-1111`). It is masked when it,
+/// or any part of it made of whole consecutive groups, has 13 to 19 digits and
+/// passes the Luhn check or starts with 1–6 (the issuer ranges of payment cards),
+/// erring on the side of masking: a card number printed next to other digits
+/// (`7 4111111111111111`, `4111 1111 1111 1111 2812`) is masked too, with them. All
+/// digits of a masked candidate but its last four become asterisks, and the
+/// separators go with the mask: `4111 1111 1111 1111` becomes `************1111`.
 pub fn mask_pans(line: &str) -> String {
     let chars: Vec<char> = line.chars().collect();
     let mut out = String::with_capacity(line.len());
@@ -824,6 +827,8 @@ pub fn mask_pans(line: &str) -> String {
         let start = i;
         let mut end = i;
         let mut digits = String::new();
+        // Where each group of consecutive digits ends in `digits`.
+        let mut group_ends = Vec::new();
         let mut j = i;
         loop {
             match chars.get(j) {
@@ -832,11 +837,15 @@ pub fn mask_pans(line: &str) -> String {
                     j += 1;
                     end = j;
                 }
-                Some(' ' | '-') if chars.get(j + 1).is_some_and(char::is_ascii_digit) => j += 1,
+                Some(' ' | '-') if chars.get(j + 1).is_some_and(char::is_ascii_digit) => {
+                    group_ends.push(digits.len());
+                    j += 1;
+                }
                 _ => break,
             }
         }
-        if looks_like_pan(&digits) {
+        group_ends.push(digits.len());
+        if looks_like_pan(&digits) || holds_pan(&digits, &group_ends) {
             let keep = digits.len() - 4;
             out.extend(std::iter::repeat_n('*', keep));
             out.push_str(&digits[keep..]);
@@ -846,6 +855,25 @@ pub fn mask_pans(line: &str) -> String {
         i = end;
     }
     out
+}
+
+/// Whether whole consecutive groups of a candidate (`digits`, its groups ending at
+/// `group_ends`) look like a PAN: a card number with other digits before or after
+/// it. Only parts of 13 to 19 digits can, so each start tries at most 19 digits.
+fn holds_pan(digits: &str, group_ends: &[usize]) -> bool {
+    let mut first = 0;
+    for (i, &first_end) in group_ends.iter().enumerate() {
+        for &last_end in &group_ends[i..] {
+            if last_end - first > 19 {
+                break;
+            }
+            if looks_like_pan(&digits[first..last_end]) {
+                return true;
+            }
+        }
+        first = first_end;
+    }
+    false
 }
 
 fn looks_like_pan(digits: &str) -> bool {
@@ -886,6 +914,28 @@ mod tests {
         assert_eq!(mask_pans("Order 123456789012"), "Order 123456789012");
         assert_eq!(mask_pans("9999999999999999"), "9999999999999999");
         assert_eq!(mask_pans("00094424   14.99"), "00094424   14.99");
+    }
+
+    /// Regression: a candidate was masked only when all its digits together looked
+    /// like a PAN, so a card number printed next to other digits (a group after it,
+    /// a lone digit before it) was printed in full. The input is the crash of the
+    /// `escpos_journal` fuzz target, minimised by `cargo fuzz tmin`: its first two
+    /// bytes are the target's configuration (no split on cut, no patterns) and
+    /// chunk-size seed, the rest is the print stream, in which the Luhn-valid
+    /// `051111111111111` is followed by ` 1`.
+    #[test]
+    fn pan_next_to_other_digits_is_masked() {
+        let minimised: &[u8] = b"41051111111111111 1";
+        assert_eq!(one_receipt(&minimised[2..]), ["************1111"]);
+        assert_eq!(mask_pans("7 51111111111111"), "***********1111");
+        assert_eq!(
+            mask_pans("Card 4111111111111111 2812"),
+            "Card ****************2812"
+        );
+        assert_eq!(mask_pans("4111 1111 1111 1111 2812 x"), "****************2812 x");
+        assert_eq!(mask_pans("7-4111111111111111"), "*************1111");
+        // Twenty digits in a row are no card number: kept, as before.
+        assert_eq!(mask_pans("Ref 98765432109876543210"), "Ref 98765432109876543210");
     }
 
     #[test]

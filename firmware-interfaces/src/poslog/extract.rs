@@ -180,19 +180,39 @@ fn text_of<'a>(node: &'a Node, local: &str) -> Option<&'a str> {
     node.child(local).and_then(Node::trimmed_text)
 }
 
-/// The vendor children of `node`, converted whole.
+/// The vendor children of `node`, converted whole (card data left out).
 fn vendor_children(node: &Node) -> impl Iterator<Item = ExtensionElement> + '_ {
-    node.children.iter().filter(|c| !c.arts).map(extension)
+    node.children.iter().filter(|c| !c.arts).filter_map(extension)
 }
 
-/// `node` and its subtree as an [`ExtensionElement`].
-fn extension(node: &Node) -> ExtensionElement {
-    ExtensionElement {
-        name: node.name.clone(),
-        attributes: node.attributes.clone(),
-        text: node.text.trim().to_owned(),
-        children: node.children.iter().map(extension).collect(),
+/// The local name of the elements and attributes that hold a card number, in ARTS
+/// and in vendor namespaces alike.
+const CARD_NUMBER: &str = "PrimaryAccountNumber";
+
+/// Whether `name` (an element's local name, or an attribute's name as written with
+/// its prefix) is a card number's.
+fn is_card_number(name: &str) -> bool {
+    name.rsplit(':').next() == Some(CARD_NUMBER)
+}
+
+/// `node` and its subtree as an [`ExtensionElement`], without card data: an element
+/// or attribute named `PrimaryAccountNumber` (whatever its prefix, masked or not)
+/// is left out with everything inside it. `None` when `node` itself is one.
+fn extension(node: &Node) -> Option<ExtensionElement> {
+    if is_card_number(&node.local) {
+        return None;
     }
+    Some(ExtensionElement {
+        name: node.name.clone(),
+        attributes: node
+            .attributes
+            .iter()
+            .filter(|(name, _)| !is_card_number(name))
+            .cloned()
+            .collect(),
+        text: node.text.trim().to_owned(),
+        children: node.children.iter().filter_map(extension).collect(),
+    })
 }
 
 /// An ARTS boolean attribute (`true`/`false`/`1`/`0`), absent meaning false.
@@ -252,7 +272,7 @@ fn line_item(place: &Place<'_>, line: &Node) -> Result<LineItem, PosLogError> {
     };
 
     if !element.arts {
-        item.extensions.push(extension(element));
+        item.extensions.extend(extension(element));
         return Ok(item);
     }
     item.extensions.extend(vendor_children(element));

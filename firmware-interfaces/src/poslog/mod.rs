@@ -29,7 +29,8 @@
 //!   `line 12: Transaction/RetailTransaction/LineItem: SequenceNumber is not a number: "x"`.
 //!   Unknown elements are ignored, not errors.
 //! * **No card data.** Card numbers (`PrimaryAccountNumber`, masked or not) are
-//!   never copied out of the document.
+//!   never copied out of the document, not even from inside a vendor extension:
+//!   an element or attribute of that local name is left out of [`ExtensionElement`]s.
 
 mod decimal;
 mod extract;
@@ -194,7 +195,8 @@ pub struct Total {
 }
 
 /// A vendor-namespace element kept as it was written, so that nothing a POS sent
-/// is silently dropped.
+/// is silently dropped — except card numbers: a `PrimaryAccountNumber` element or
+/// attribute (any prefix) inside it is left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionElement {
     /// The element name with its prefix (`fu:SalesMode`); children from the ARTS

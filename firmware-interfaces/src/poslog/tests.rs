@@ -131,6 +131,30 @@ fn vendor_elements_are_kept_with_their_prefix() {
     assert_eq!(kept.children[0].text, "C1");
 }
 
+/// Regression: vendor elements were kept whole, so a card number inside one (or a
+/// vendor element named `PrimaryAccountNumber`) was copied out of the document.
+/// The first input is the one the `poslog` fuzz target's no-card-data assertion
+/// failed on, minimised by libFuzzer.
+#[test]
+fn vendor_elements_never_keep_a_card_number() {
+    let minimised: &[u8] = b"<POSLog <s=\"hs\"><Transaction><WorkstationID>3</WorkstationID><SequenceNumber>1</SequenceNumber>i<acs:PrimaryAccountNumber></acs:PrimaryAccountNumber></Transaction></POSLog>";
+    let t = &parse_poslog(minimised).unwrap()[0];
+    assert_eq!(t.extensions, []);
+
+    let xml = sale_with(
+        "<fu:SalesMode>",
+        r#"<fu:Card fu:PrimaryAccountNumber="4111111111111111" fu:Scheme="VISA"><PrimaryAccountNumber>4111111111111111</PrimaryAccountNumber><fu:PrimaryAccountNumber>************1111</fu:PrimaryAccountNumber><fu:Last4>1111</fu:Last4></fu:Card><fu:SalesMode>"#,
+    );
+    let t = &parse(&xml).unwrap()[0];
+    let card = &t.line_items[0].extensions[0];
+    assert_eq!(card.name, "fu:Card");
+    assert_eq!(card.attributes, [("fu:Scheme".to_owned(), "VISA".to_owned())]);
+    let children: Vec<&str> = card.children.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(children, ["fu:Last4"]);
+    let everything = format!("{t:?}");
+    assert!(!everything.contains("4111"), "{everything}");
+}
+
 #[test]
 fn a_vendor_default_namespace_makes_vendor_elements() {
     let xml = sale_with(
