@@ -118,17 +118,27 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let (disk_full, generation) = (self.disk_full.clone(), self.generation.clone());
         self.jobs
-            .send(Box::new(move |conn| {
-                let result = f(conn);
-                generation.fetch_add(1, Ordering::Release);
-                note_disk(&disk_full, &result);
-                let _ = reply.send(result);
-            }))
+            .send(self.job(f, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// `f` as a job for the thread: it runs, counts in the write generation and
+    /// the disk-full note, and its result goes to `reply`.
+    fn job<R, F>(&self, f: F, reply: oneshot::Sender<Result<R, StoreError>>) -> Job
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (disk_full, generation) = (self.disk_full.clone(), self.generation.clone());
+        Box::new(move |conn| {
+            let result = f(conn);
+            generation.fetch_add(1, Ordering::Release);
+            note_disk(&disk_full, &result);
+            let _ = reply.send(result);
+        })
     }
 
     /// A number that changes after every write job (committed or not): equal
@@ -151,14 +161,8 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let (disk_full, generation) = (self.disk_full.clone(), self.generation.clone());
         self.jobs
-            .blocking_send(Box::new(move |conn| {
-                let result = f(conn);
-                generation.fetch_add(1, Ordering::Release);
-                note_disk(&disk_full, &result);
-                let _ = reply.send(result);
-            }))
+            .blocking_send(self.job(f, reply))
             .map_err(|_| StoreError::Closed)?;
         answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
