@@ -7,8 +7,9 @@
 //! its outbox row are committed: 201 with what was recorded (`new` or
 //! `duplicate`, found by the transaction's natural key, so a POS that retries
 //! after a lost answer does not record twice). A body that cannot be used gets 400
-//! with what and where, and is kept in the dead-letter table (long digit runs
-//! masked: a PAN never reaches the database).
+//! with what and where, and is kept in the dead-letter table with card and loyalty
+//! numbers masked ([`firmware_interfaces::poslog::redact`], then every run of 12 or
+//! more digits), as is the error itself: a PAN never reaches the database or the log.
 //!
 //! Only callers on this device (loopback) may post: the route has no session, and
 //! the store network must not be able to inject sales.
@@ -93,7 +94,11 @@ async fn record(
     let transactions = match transactions {
         Ok(t) => t,
         Err(message) => {
-            let kept = crate::spool::mask_long_digit_runs(&String::from_utf8_lossy(&body));
+            // The error may quote a value of the body: masked like the body.
+            let message = crate::spool::mask_long_digit_runs(&message);
+            let mut kept = body.to_vec();
+            firmware_interfaces::poslog::redact(&mut kept);
+            let kept = crate::spool::mask_long_digit_runs(&String::from_utf8_lossy(&kept));
             if let Err(e) = intake
                 .store
                 .dead_letter(

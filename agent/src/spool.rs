@@ -54,7 +54,17 @@
 //! Loyalty account numbers are never stored (only a `Customer/CustomerID` is
 //! kept as the customer id); vendor-extension lines, which can carry CRM and
 //! membership data, are not copied. Log lines carry file names and counts; a
-//! rejection reason is logged with long digit runs masked.
+//! rejection reason is logged, and written to `NAME.reason`, with long digit runs
+//! masked.
+//!
+//! The files kept in `processed/` and `rejected/` hold no card or loyalty number
+//! either: a file with one is not renamed but copied there with those digits
+//! masked ([`firmware_interfaces::poslog::redact`]: same length, same XML, item
+//! ids kept), and the original is removed after the copy is synced. A file too
+//! large to parse is masked while it is copied. When the disk has no room for the
+//! copy (its size plus 64 MiB), the file stays in the spool folder, with an error
+//! in the log at every scan, until there is. Symbolic links and other
+//! non-regular entries are moved unopened: they have no contents of their own.
 
 use crate::config::SpoolConfig;
 use crate::domain::money::Currency;
@@ -71,6 +81,30 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// What lands in `processed/` or `rejected/`: never a card or loyalty number.
+enum Contents {
+    /// The file itself, renamed: it holds nothing to mask, or it was not read
+    /// because it is no regular file.
+    AsIs,
+    /// A copy of the file, read whole, with its card and loyalty numbers masked.
+    Masked(Vec<u8>),
+    /// A masked copy streamed from the file, which is too large to hold.
+    MaskedStream,
+}
+
+impl Contents {
+    /// What to write for a file read whole.
+    fn of(bytes: Vec<u8>) -> Contents {
+        let mut masked = bytes.clone();
+        firmware_interfaces::poslog::redact(&mut masked);
+        if masked == bytes {
+            Contents::AsIs
+        } else {
+            Contents::Masked(masked)
+        }
+    }
+}
 
 /// The folder, under the spool folder, that receives recorded files.
 pub const PROCESSED_DIR: &str = "processed";
@@ -186,10 +220,10 @@ enum Entry {
 
 /// What reading and checking one stable file gave.
 enum FileVerdict {
-    /// Every transaction mapped; record them all.
-    Transactions(Vec<PosTransaction>),
+    /// Every transaction mapped; record them all, then move the file aside.
+    Transactions(Vec<PosTransaction>, Contents),
     /// The file is refused, for this reason.
-    Rejected(String),
+    Rejected(String, Contents),
     /// The file changed or went away since the scan; look again next time.
     Changed,
 }
@@ -254,7 +288,8 @@ impl Spool {
         for (name, entry) in entries {
             match entry {
                 Entry::Refused(reason) => {
-                    self.reject(&name, reason.to_owned(), &mut summary).await;
+                    self.reject(&name, reason.to_owned(), Contents::AsIs, &mut summary)
+                        .await;
                 }
                 Entry::File(stat) => {
                     let stable = self.seen.get(&name).is_some_and(|previous| {
@@ -294,9 +329,11 @@ impl Spool {
         let hasher = self.hasher.clone();
         let verdict =
             blocking(move || Ok(read_and_map(&path, stat, limit, &store_id, &currency, &hasher))).await;
-        let transactions = match verdict {
-            Ok(FileVerdict::Transactions(t)) => t,
-            Ok(FileVerdict::Rejected(reason)) => return self.reject(name, reason, summary).await,
+        let (transactions, contents) = match verdict {
+            Ok(FileVerdict::Transactions(t, contents)) => (t, contents),
+            Ok(FileVerdict::Rejected(reason, contents)) => {
+                return self.reject(name, reason, contents, summary).await;
+            }
             Ok(FileVerdict::Changed) => {
                 tracing::debug!(file = %file, "Spool file changed while being read; it waits.");
                 return false;
@@ -337,7 +374,7 @@ impl Spool {
         summary.duplicate_transactions += duplicates;
         let (from, to_dir) = (self.dir.join(name), self.processed.clone());
         let moved_name = name.to_owned();
-        match blocking(move || move_aside(&from, &to_dir, &moved_name, None)).await {
+        match blocking(move || move_aside(&from, &to_dir, &moved_name, contents, None)).await {
             Ok(target) => {
                 tracing::info!(file = %file, transactions = count, new, duplicates,
                     moved_to = %target.display(), "POSLog file recorded.");
@@ -358,12 +395,19 @@ impl Spool {
 
     /// Moves `name` to `rejected/` with its `.reason` file. Returns whether it left
     /// the folder.
-    async fn reject(&self, name: &OsStr, reason: String, summary: &mut ScanSummary) -> bool {
+    async fn reject(
+        &self,
+        name: &OsStr,
+        reason: String,
+        contents: Contents,
+        summary: &mut ScanSummary,
+    ) -> bool {
         let file = display_name(name);
         let (from, to_dir, moved_name) = (self.dir.join(name), self.rejected.clone(), name.to_owned());
+        // A reason may quote a value of the document.
         let logged = mask_long_digit_runs(&reason);
-        let text = format!("{file}: {reason}\n");
-        match blocking(move || move_aside(&from, &to_dir, &moved_name, Some(&text))).await {
+        let text = format!("{file}: {logged}\n");
+        match blocking(move || move_aside(&from, &to_dir, &moved_name, contents, Some(&text))).await {
             Ok(target) => {
                 tracing::warn!(
                     file = %file,
@@ -448,10 +492,13 @@ fn read_and_map(
     hasher: &KeyedHasher,
 ) -> FileVerdict {
     if seen.len > limit {
-        return FileVerdict::Rejected(format!(
-            "the file is {} bytes, above spool.max_file_bytes = {limit}; it was not read",
-            seen.len
-        ));
+        return FileVerdict::Rejected(
+            format!(
+                "the file is {} bytes, above spool.max_file_bytes = {limit}; it was not parsed",
+                seen.len
+            ),
+            Contents::MaskedStream,
+        );
     }
     // O_NOFOLLOW: a symlink swapped in since the scan fails to open instead of
     // being followed. O_NONBLOCK: a FIFO swapped in does not hang the open.
@@ -478,8 +525,8 @@ fn read_and_map(
         return FileVerdict::Changed;
     }
     match poslog_transactions(&bytes, store_id, currency, hasher) {
-        Ok(mapped) => FileVerdict::Transactions(mapped),
-        Err(reason) => FileVerdict::Rejected(reason),
+        Ok(mapped) => FileVerdict::Transactions(mapped, Contents::of(bytes)),
+        Err(reason) => FileVerdict::Rejected(reason, Contents::of(bytes)),
     }
 }
 
@@ -518,9 +565,22 @@ pub(crate) fn poslog_transactions(
 /// is taken, and writes `reason` (if any) to `TARGET.reason` first, so a file in
 /// `rejected/` always has its reason. Returns the target path. Blocking.
 ///
+/// With [`Contents::AsIs`] the file is renamed. Otherwise a masked copy is written
+/// under a hidden name in `to_dir`, synced and renamed to the target, and only then
+/// is `from` removed: a crash in between leaves the original to be taken again
+/// (and found recorded), never a file with its card numbers in `to_dir`. A copy
+/// that would not leave [`COPY_RESERVE_BYTES`] free is not started: the file
+/// stays where it is until there is room.
+///
 /// Checking for a clash and then renaming is not atomic, but this task is the
 /// only writer of `processed/` and `rejected/`.
-fn move_aside(from: &Path, to_dir: &Path, name: &OsStr, reason: Option<&str>) -> anyhow::Result<PathBuf> {
+fn move_aside(
+    from: &Path,
+    to_dir: &Path,
+    name: &OsStr,
+    contents: Contents,
+    reason: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     let with_suffix = |n: u32| {
         let mut s = name.to_owned();
         if n > 0 {
@@ -550,13 +610,107 @@ fn move_aside(from: &Path, to_dir: &Path, name: &OsStr, reason: Option<&str>) ->
             );
         }
     };
-    if let Some(text) = reason {
-        let path = reason_path(&target);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let copy = match contents {
+        Contents::AsIs => None,
+        Contents::Masked(bytes) => Some(Source::Bytes(bytes)),
+        Contents::MaskedStream => Some(Source::File(from)),
+    };
+    if let Some(source) = &copy {
+        let size = match source {
+            Source::Bytes(b) => b.len() as u64,
+            Source::File(path) => path.symlink_metadata().map(|m| m.len()).unwrap_or(0),
+        };
+        if let Some((free, _)) = crate::store::free_space(to_dir) {
+            if free < size.saturating_add(COPY_RESERVE_BYTES) {
+                bail!(
+                    "no room for its masked copy in {} ({size} bytes needed, {free} free)",
+                    to_dir.display()
+                );
+            }
+        }
     }
-    std::fs::rename(from, &target)
-        .with_context(|| format!("cannot move {} to {}", from.display(), target.display()))?;
+    let reason_file = reason_path(&target);
+    if let Some(text) = reason {
+        std::fs::write(&reason_file, text)
+            .with_context(|| format!("cannot write {}", reason_file.display()))?;
+    }
+    match copy {
+        None => std::fs::rename(from, &target)
+            .with_context(|| format!("cannot move {} to {}", from.display(), target.display()))?,
+        Some(source) => {
+            if let Err(e) = write_masked_copy(source, from, to_dir, name, &target) {
+                if reason.is_some() {
+                    let _ = std::fs::remove_file(&reason_file);
+                }
+                return Err(e);
+            }
+            std::fs::remove_file(from).with_context(|| {
+                format!(
+                    "masked copy written to {}, but cannot remove {}",
+                    target.display(),
+                    from.display()
+                )
+            })?;
+        }
+    }
     Ok(target)
+}
+
+/// Space left free on the disk by a masked copy in `processed/` or `rejected/`.
+const COPY_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where a masked copy comes from.
+enum Source<'a> {
+    /// The file's bytes, read and masked already.
+    Bytes(Vec<u8>),
+    /// The file itself, masked while it is copied.
+    File(&'a Path),
+}
+
+/// Writes the masked copy of `from` to `target` through a hidden temporary name in
+/// `to_dir`, with `from`'s permissions. Blocking.
+fn write_masked_copy(
+    source: Source,
+    from: &Path,
+    to_dir: &Path,
+    name: &OsStr,
+    target: &Path,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut temp_name = OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".masking");
+    let temp = to_dir.join(temp_name);
+    let result = (|| -> anyhow::Result<()> {
+        let mut out =
+            std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+        match source {
+            Source::Bytes(bytes) => out.write_all(&bytes)?,
+            Source::File(path) => {
+                let mut input = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                if !input.metadata()?.file_type().is_file() {
+                    bail!("{} is no longer a regular file", path.display());
+                }
+                let mut buffered = std::io::BufWriter::new(&mut out);
+                firmware_interfaces::poslog::redact_stream(&mut input, &mut buffered)?;
+                buffered.flush()?;
+            }
+        }
+        if let Ok(meta) = from.symlink_metadata() {
+            out.set_permissions(meta.permissions())?;
+        }
+        out.sync_all()?;
+        std::fs::rename(&temp, target)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.with_context(|| format!("cannot write the masked copy {}", target.display()))
 }
 
 /// A file name for logs and reasons.
@@ -1049,8 +1203,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_database_failure_leaves_the_file_for_a_retry() {
+    /// A store and a spool folder (rescanned every 100 ms) in a temporary folder.
+    async fn test_spool(max_file_bytes: u64) -> (tempfile::TempDir, Arc<Store>, Spool, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let db = tmp.path().join("store.db");
         let store =
@@ -1064,11 +1218,17 @@ mod tests {
         let config = SpoolConfig {
             path: Some(dir.clone()),
             rescan_ms: 100,
-            max_file_bytes: 1 << 20,
+            max_file_bytes,
         };
-        let mut spool = Spool::open(Arc::clone(&store), &config, "S".into(), "EUR".into())
+        let spool = Spool::open(Arc::clone(&store), &config, "S".into(), "EUR".into())
             .await
             .unwrap();
+        (tmp, store, spool, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_failure_leaves_the_file_for_a_retry() {
+        let (_tmp, store, mut spool, dir) = test_spool(1 << 20).await;
         let doc = r#"<POSLog><Transaction><WorkstationID>3</WorkstationID><SequenceNumber>1</SequenceNumber>
             <BusinessDayDate>2025-01-02</BusinessDayDate><RetailTransaction>
             <Total TotalType="TransactionGrandAmount">1.50</Total></RetailTransaction></Transaction>
@@ -1129,6 +1289,107 @@ mod tests {
         assert_eq!(count, 2);
     }
 
+    /// A sale paid by card, with the card number and a loyalty card in it, numbered `seq`.
+    fn card_sale(seq: u32, amount: &str) -> String {
+        format!(
+            r#"<POSLog><Transaction><WorkstationID>3</WorkstationID><SequenceNumber>{seq}</SequenceNumber>
+            <BusinessDayDate>2025-01-02</BusinessDayDate><RetailTransaction>
+            <LineItem><Sale><POSIdentity><POSItemID>4006381333931</POSItemID></POSIdentity>
+            <ExtendedAmount>{amount}</ExtendedAmount></Sale></LineItem>
+            <LineItem><Tender TenderType="CreditDebit"><Amount>{amount}</Amount>
+            <CreditDebit><PrimaryAccountNumber>4111111111111111</PrimaryAccountNumber></CreditDebit></Tender></LineItem>
+            <LoyaltyAccount><CustomerID>7012345678</CustomerID></LoyaltyAccount>
+            <Total TotalType="TransactionGrandAmount">{amount}</Total></RetailTransaction></Transaction></POSLog>"#
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processed_and_rejected_files_keep_no_card_or_loyalty_number() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_tmp, _store, mut spool, dir) = test_spool(4096).await;
+        let good = card_sale(1, "1.50");
+        std::fs::write(dir.join("card.xml"), &good).unwrap();
+        std::fs::set_permissions(dir.join("card.xml"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        // Refused for its amount, which the reason quotes.
+        std::fs::write(dir.join("bad.xml"), card_sale(2, "4111111111111111.001")).unwrap();
+        // Refused unread: too large.
+        let mut big = card_sale(3, "2.50");
+        while big.len() <= 4096 {
+            big.push_str("<!-- padding -->\n");
+        }
+        std::fs::write(dir.join("big.xml"), &big).unwrap();
+        // Nothing to mask: renamed, the same file.
+        std::fs::write(
+            dir.join("cash.xml"),
+            good.replace("4111111111111111", "").replace("7012345678", ""),
+        )
+        .unwrap();
+        let cash_inode = std::fs::metadata(dir.join("cash.xml")).unwrap().ino();
+
+        spool.scan().await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let summary = spool.scan().await;
+        assert_eq!(
+            (summary.processed_files, summary.rejected_files),
+            (2, 2),
+            "{summary:?}"
+        );
+
+        let processed = std::fs::read_to_string(dir.join(PROCESSED_DIR).join("card.xml")).unwrap();
+        assert_eq!(processed.len(), good.len());
+        assert!(processed.contains("<PrimaryAccountNumber>************1111</PrimaryAccountNumber>"));
+        assert!(processed.contains("<CustomerID>******5678</CustomerID>"));
+        assert!(
+            processed.contains("<POSItemID>4006381333931</POSItemID>"),
+            "item ids stay"
+        );
+        let mode = std::fs::metadata(dir.join(PROCESSED_DIR).join("card.xml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640, "the copy keeps the file's permissions");
+        let cash = std::fs::metadata(dir.join(PROCESSED_DIR).join("cash.xml")).unwrap();
+        assert_eq!(
+            cash.ino(),
+            cash_inode,
+            "a file with nothing to mask is only renamed"
+        );
+
+        let mut left = Vec::new();
+        for sub in [PROCESSED_DIR, REJECTED_DIR] {
+            for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(!text.contains("4111111111111111"), "{}: {text}", path.display());
+                assert!(!text.contains("7012345678"), "{}: {text}", path.display());
+                left.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "bad.xml",
+                "bad.xml.reason",
+                "big.xml",
+                "big.xml.reason",
+                "card.xml",
+                "cash.xml"
+            ],
+            "no temporary file is left behind"
+        );
+        let big_copy = std::fs::read_to_string(dir.join(REJECTED_DIR).join("big.xml")).unwrap();
+        assert_eq!(big_copy.len(), big.len());
+        assert!(big_copy.contains("************1111"));
+        let reason = std::fs::read_to_string(dir.join(REJECTED_DIR).join("bad.xml.reason")).unwrap();
+        assert!(reason.contains("################"), "{reason}");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            2,
+            "only the two folders stay"
+        );
+    }
+
     #[test]
     fn a_name_clash_gets_a_suffix_and_reasons_sit_beside() {
         let dir = tempfile::tempdir().unwrap();
@@ -1137,7 +1398,7 @@ mod tests {
         for _ in 0..2 {
             let from = dir.path().join("a.xml");
             std::fs::write(&from, "x").unwrap();
-            move_aside(&from, &to, OsStr::new("a.xml"), Some("why")).unwrap();
+            move_aside(&from, &to, OsStr::new("a.xml"), Contents::AsIs, Some("why")).unwrap();
         }
         assert!(to.join("a.xml").exists() && to.join("a.xml.reason").exists());
         assert!(to.join("a.xml.1").exists() && to.join("a.xml.1.reason").exists());

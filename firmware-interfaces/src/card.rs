@@ -121,6 +121,136 @@ impl CardRules {
     }
 }
 
+/// Which digit runs [`card_number_spans`] leaves alone although they are 13 or 14
+/// digits long and start with 1–6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductCodes {
+    /// Every candidate that looks like a card number is a card number (printed
+    /// receipts: a product code is not printed as a bare 13-digit run).
+    AreCardNumbers,
+    /// A lone run of 13 or 14 digits with a valid GS1 check digit is a product code
+    /// (GTIN-13 or GTIN-14), as the scan guard judges it: documents such as POSLog
+    /// carry item ids like `4006381333931`, which is a product, not a card.
+    AreKept,
+}
+
+/// The byte ranges of the payment card numbers in `text`, in order, not
+/// overlapping.
+///
+/// A candidate is a run of ASCII digits in which single spaces or dashes may
+/// separate groups of digits (`4111 1111 1111 1111`, `4111-1111-1111-1111`). It is a
+/// card number when it, or any part of it made of whole consecutive groups, has 13
+/// to 19 digits and passes the Luhn check or starts with 1–6 (the issuer ranges of
+/// payment cards), erring on the side of masking: a card number written next to
+/// other digits (`7 4111111111111111`) makes the whole candidate a span. With
+/// [`ProductCodes::AreKept`], a part that is one whole group of 13 or 14 digits
+/// with a valid GS1 check digit does not count. Only ASCII bytes are looked at, so
+/// this works on UTF-8 text and on bytes of any ASCII-compatible encoding alike.
+pub fn card_number_spans(text: &[u8], products: ProductCodes) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if !text[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = Vec::new();
+        // Where each group of consecutive digits ends in `digits`.
+        let mut group_ends = Vec::new();
+        let mut j = i;
+        let mut end = i;
+        loop {
+            match text.get(j) {
+                Some(c) if c.is_ascii_digit() => {
+                    digits.push(*c);
+                    j += 1;
+                    end = j;
+                }
+                Some(b' ' | b'-') if text.get(j + 1).is_some_and(u8::is_ascii_digit) => {
+                    group_ends.push(digits.len());
+                    j += 1;
+                }
+                _ => break,
+            }
+        }
+        group_ends.push(digits.len());
+        if holds_card_number(&digits, &group_ends, products) {
+            spans.push(start..end);
+        }
+        i = end;
+    }
+    spans
+}
+
+/// Whether whole consecutive groups of a candidate (`digits`, its groups ending at
+/// `group_ends`) look like a card number. Only parts of 13 to 19 digits can, so
+/// each start tries at most 19 digits.
+fn holds_card_number(digits: &[u8], group_ends: &[usize], products: ProductCodes) -> bool {
+    let mut first = 0;
+    for (i, &first_end) in group_ends.iter().enumerate() {
+        for (k, &last_end) in group_ends[i..].iter().enumerate() {
+            if last_end - first > 19 {
+                break;
+            }
+            let part = &digits[first..last_end];
+            let product =
+                products == ProductCodes::AreKept && k == 0 && matches!(part.len(), 13 | 14) && is_gtin(part);
+            if !product && looks_like_card_number(part) {
+                return true;
+            }
+        }
+        first = first_end;
+    }
+    false
+}
+
+fn looks_like_card_number(digits: &[u8]) -> bool {
+    (13..=19).contains(&digits.len())
+        && (matches!(digits[0], b'1'..=b'6') || std::str::from_utf8(digits).is_ok_and(luhn_valid))
+}
+
+fn is_gtin(digits: &[u8]) -> bool {
+    let Some((last, payload)) = digits.split_last() else {
+        return false;
+    };
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(crate::gtin::check_digit)
+        .is_some_and(|d| *last == b'0' + d)
+}
+
+/// Overwrites every card number in `bytes` (see [`card_number_spans`]) with
+/// asterisks, all but its last four digits, separators included:
+/// `4111 1111 1111 1111` becomes `***************1111`. The length never changes,
+/// so a file can be masked where it lies.
+pub fn mask_card_numbers(bytes: &mut [u8], products: ProductCodes) {
+    for span in card_number_spans(bytes, products) {
+        mask_keeping_last_four(&mut bytes[span]);
+    }
+}
+
+/// Overwrites every byte of `region` with `*` except its last four ASCII digits
+/// (and anything between them).
+pub fn mask_keeping_last_four(region: &mut [u8]) {
+    let mut kept = 0;
+    let mut keep_from = region.len();
+    for (i, b) in region.iter().enumerate().rev() {
+        if kept == 4 {
+            break;
+        }
+        if b.is_ascii_digit() {
+            kept += 1;
+            keep_from = i;
+        }
+    }
+    for b in &mut region[..keep_from] {
+        if b.is_ascii_digit() || matches!(b, b' ' | b'-') {
+            *b = b'*';
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

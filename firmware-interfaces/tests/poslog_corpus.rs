@@ -237,3 +237,56 @@ fn truncating_a_real_sample_anywhere_never_panics() {
         }
     }
 }
+
+/// What the agent keeps of a transaction once card and loyalty numbers (which
+/// `redact` masks) are set aside: everything but the loyalty account and the
+/// vendor extensions (the NCR sample's `acs:LoyaltyID` is one).
+fn without_card_and_loyalty(mut t: PosLogTransaction) -> PosLogTransaction {
+    t.loyalty_account_id = None;
+    t.extensions.clear();
+    for line in &mut t.line_items {
+        line.extensions.clear();
+    }
+    t
+}
+
+#[test]
+fn a_redacted_sample_is_the_same_document_without_its_card_and_loyalty_numbers() {
+    let Some(dir) = common::corpus("poslog") else {
+        return;
+    };
+    let mut masked_somewhere = 0;
+    for file in xml_files(&dir) {
+        let original = std::fs::read(&file).unwrap();
+        let mut redacted = original.clone();
+        firmware_interfaces::poslog::redact(&mut redacted);
+        assert_eq!(redacted.len(), original.len(), "{}", file.display());
+        let text = String::from_utf8(redacted.clone()).unwrap();
+        // The go-poslog loyalty card `T220001293`, the NCR membership number and
+        // the Decathlon card's visible digits are gone.
+        for secret in [
+            "T220001293",
+            "0000000000000040000066677",
+            "22000129</CustomerID>\n            <LoyaltyCard",
+        ] {
+            assert!(!text.contains(secret), "{}: {secret} kept", file.display());
+        }
+        masked_somewhere += usize::from(redacted != original);
+        let before: Vec<_> = parse_poslog(&original)
+            .unwrap()
+            .into_iter()
+            .map(without_card_and_loyalty)
+            .collect();
+        let after: Vec<_> = parse_poslog(&redacted)
+            .unwrap_or_else(|e| panic!("{}: the redacted document no longer parses: {e}", file.display()))
+            .into_iter()
+            .map(without_card_and_loyalty)
+            .collect();
+        assert_eq!(before, after, "{}", file.display());
+    }
+    // The four go-poslog samples with a loyalty card, SMALL.xml and Decathlon's.
+    assert!(
+        masked_somewhere >= 6,
+        "only {masked_somewhere} samples had something to mask"
+    );
+}

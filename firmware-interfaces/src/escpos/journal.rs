@@ -35,7 +35,7 @@
 //! number ever leaves this module (PCI DSS).
 
 use super::code_pages::{CodePage, international_char};
-use crate::card::luhn_valid;
+use crate::card::{ProductCodes, card_number_spans};
 
 const ESC: u8 = 0x1B;
 const GS: u8 = 0x1D;
@@ -806,78 +806,29 @@ fn hri_text(symbology: u8, data: &[u8]) -> String {
 
 /// Replaces every payment card number in `line` by asterisks and its last four digits.
 ///
-/// A candidate is a run of digits where single spaces or dashes may separate groups
-/// of digits (`4111 1111 1111 1111`, `4111-1111-1111-1111`). It is masked when it,
-/// or any part of it made of whole consecutive groups, has 13 to 19 digits and
-/// passes the Luhn check or starts with 1–6 (the issuer ranges of payment cards),
-/// erring on the side of masking: a card number printed next to other digits
-/// (`7 4111111111111111`, `4111 1111 1111 1111 2812`) is masked too, with them. All
-/// digits of a masked candidate but its last four become asterisks, and the
-/// separators go with the mask: `4111 1111 1111 1111` becomes `************1111`.
+/// The card numbers are those [`card_number_spans`] finds, product codes included
+/// (a receipt prints none as a bare 13-digit run). All digits of a masked candidate
+/// but its last four become asterisks, and the separators go with the mask:
+/// `4111 1111 1111 1111` becomes `************1111`.
 pub fn mask_pans(line: &str) -> String {
-    let chars: Vec<char> = line.chars().collect();
+    let bytes = line.as_bytes();
     let mut out = String::with_capacity(line.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut end = i;
-        let mut digits = String::new();
-        // Where each group of consecutive digits ends in `digits`.
-        let mut group_ends = Vec::new();
-        let mut j = i;
-        loop {
-            match chars.get(j) {
-                Some(c) if c.is_ascii_digit() => {
-                    digits.push(*c);
-                    j += 1;
-                    end = j;
-                }
-                Some(' ' | '-') if chars.get(j + 1).is_some_and(char::is_ascii_digit) => {
-                    group_ends.push(digits.len());
-                    j += 1;
-                }
-                _ => break,
-            }
-        }
-        group_ends.push(digits.len());
-        if looks_like_pan(&digits) || holds_pan(&digits, &group_ends) {
-            let keep = digits.len() - 4;
-            out.extend(std::iter::repeat_n('*', keep));
-            out.push_str(&digits[keep..]);
-        } else {
-            out.extend(&chars[start..end]);
-        }
-        i = end;
+    let mut copied = 0;
+    for span in card_number_spans(bytes, ProductCodes::AreCardNumbers) {
+        // Spans start and end on ASCII digits, so these are char boundaries.
+        out.push_str(&line[copied..span.start]);
+        let digits: Vec<u8> = bytes[span.clone()]
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_digit)
+            .collect();
+        let keep = digits.len() - 4;
+        out.extend(std::iter::repeat_n('*', keep));
+        out.extend(digits[keep..].iter().map(|&d| char::from(d)));
+        copied = span.end;
     }
+    out.push_str(&line[copied..]);
     out
-}
-
-/// Whether whole consecutive groups of a candidate (`digits`, its groups ending at
-/// `group_ends`) look like a PAN: a card number with other digits before or after
-/// it. Only parts of 13 to 19 digits can, so each start tries at most 19 digits.
-fn holds_pan(digits: &str, group_ends: &[usize]) -> bool {
-    let mut first = 0;
-    for (i, &first_end) in group_ends.iter().enumerate() {
-        for &last_end in &group_ends[i..] {
-            if last_end - first > 19 {
-                break;
-            }
-            if looks_like_pan(&digits[first..last_end]) {
-                return true;
-            }
-        }
-        first = first_end;
-    }
-    false
-}
-
-fn looks_like_pan(digits: &str) -> bool {
-    (13..=19).contains(&digits.len()) && (luhn_valid(digits) || matches!(digits.as_bytes()[0], b'1'..=b'6'))
 }
 
 #[cfg(test)]

@@ -34,11 +34,13 @@
 
 mod decimal;
 mod extract;
+mod redact;
 mod xml;
 
 use serde::{Deserialize, Serialize};
 
 pub use decimal::to_minor_units;
+pub use redact::{redact, redact_stream};
 
 /// The largest POSLog document accepted, in bytes. A store's POS writes one
 /// document per transaction or per batch; 16 MiB is far above any real batch and
