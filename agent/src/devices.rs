@@ -298,6 +298,13 @@ pub async fn run(
     // and drop their senders within one read timeout. Handle those bytes, so the
     // end of a printer stream just before the stop reaches the journal.
     let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+        // Injected scans already answered over HTTP, then the drivers' last bytes.
+        if let Some(injected) = injected.as_mut() {
+            while let Ok((device_id, data)) = injected.try_recv() {
+                let kind = DeviceEventKind::Data(data.into_bytes());
+                consumer.handle(DeviceEvent { device_id, kind }).await;
+            }
+        }
         while let Some(event) = rx.recv().await {
             consumer.handle(event).await;
         }

@@ -120,3 +120,45 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// A signed-in associate session on the console: (cookie, CSRF token).
+pub type Session = (String, String);
+
+/// Signs associate `id` in on the agent at `addr`; `None` when the agent does not
+/// answer (killed, starting).
+pub fn sign_in(addr: &str, id: &str, pin: &str) -> Option<Session> {
+    let page = try_request(addr, "GET", "/console/sign-in", &[], b"").ok()?;
+    let cookie = page.session_cookie()?;
+    let body = serde_json::json!({ "associate_id": id, "pin": pin }).to_string();
+    let headers = [
+        ("Cookie", cookie.as_str()),
+        ("X-CSRF-Token", &page.csrf()),
+        ("Content-Type", "application/json"),
+    ];
+    let signed = try_request(addr, "POST", "/api/v1/session", &headers, body.as_bytes()).ok()?;
+    let staff = signed.session_cookie()?;
+    let console = try_request(addr, "GET", "/console", &[("Cookie", &staff)], b"").ok()?;
+    (console.status == 200).then(|| (staff, console.csrf()))
+}
+
+/// The associate at the counter, as the console would: one call of the staff API.
+pub fn staff_call(
+    addr: &str,
+    session: &Session,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Option<Response> {
+    let text = body.to_string();
+    let headers = [
+        ("Cookie", session.0.as_str()),
+        ("X-CSRF-Token", session.1.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let body = if method == "GET" {
+        &b""[..]
+    } else {
+        text.as_bytes()
+    };
+    try_request(addr, method, path, &headers, body).ok()
+}

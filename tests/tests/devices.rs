@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::time::Duration;
+use store_agent_e2e::http::{request, sign_in, staff_call};
 use store_agent_e2e::{Pty, TestDir};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -14,12 +15,13 @@ fn pty() -> Pty {
     Pty::open()
 }
 
-/// A test directory with a configuration and a small sample store (seed 1) imported.
-fn sample_store() -> (TestDir, String) {
+/// A test directory with a configuration and a small sample store (seed 1) imported,
+/// and the sample's summary (cards, PINs).
+fn sample_store() -> (TestDir, String, serde_json::Value) {
     let dir = TestDir::new();
     let config = dir.write_config();
     let snapshot = dir.path_str("sample.jsonl");
-    dir.run_ok([
+    let out = dir.run_ok([
         "sample-data",
         "--customers",
         "20",
@@ -33,23 +35,71 @@ fn sample_store() -> (TestDir, String) {
         &config,
     ]);
     dir.run_ok(["import", &snapshot, "--config", &config]);
-    (dir, config)
+    let summary = serde_json::from_str(&out.stdout).expect("sample-data prints its summary");
+    (dir, config, summary)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// A card sale in POSLog, numbered `seq`, paid with `pan` (an ARTS card tender) by
+/// the holder of loyalty card `loyalty`.
+fn card_sale(seq: u32, pan: &str, loyalty: &str) -> String {
+    store_agent_e2e::poslog_sale(seq)
+        .replace(
+            r#"<Tender TenderType="Cash"><Amount>2.50</Amount></Tender>"#,
+            &format!(
+                r#"<Tender TenderType="CreditDebit"><Amount>2.50</Amount><CreditDebit CardType="Credit"><PrimaryAccountNumber>{pan}</PrimaryAccountNumber></CreditDebit></Tender>"#
+            ),
+        )
+        .replace(
+            "<Total ",
+            &format!("<LoyaltyAccount><CustomerID>{loyalty}</CustomerID></LoyaltyAccount>\n      <Total "),
+        )
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Test card numbers and the sample's loyalty cards through every input path the
+/// agent has — serial card reader and scanner, a network scanner, POS transactions
+/// over HTTP and in the spool folder (good and refused), scans injected on both
+/// screens, a console search — and then no card number and no raw loyalty number
+/// in the database, its WAL, any file the agent wrote (spool folders included) or
+/// the logs. (The ESC/POS journal tap has the same search in tests/tests/journal.rs.)
 #[test]
-fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
-    let (dir, config) = sample_store();
+fn card_numbers_through_every_input_path_are_kept_nowhere() {
+    const SECOND_PAN: &str = "5500000000000004";
+    const THIRD_PAN: &str = "378282246310005";
+    let (dir, config, summary) = sample_store();
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let network_scanner = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
 
     let mut msr = pty();
     let mut scanner = pty();
     let devices = format!(
-        "\n[[devices.card_readers.serial]]\ndevice_id = \"msr-1\"\npath = {:?}\n\
-         \n[[devices.scanners.serial]]\ndevice_id = \"scanner-1\"\npath = {:?}\n",
-        msr.path, scanner.path
+        "\n[http]\nlisten = \"127.0.0.1:0\"\n\n[screens]\nscan_injection = true\n\
+         \n[spool]\npath = {:?}\nrescan_ms = 200\n\
+         \n[[devices.card_readers.serial]]\ndevice_id = \"msr-1\"\npath = {:?}\n\
+         \n[[devices.scanners.serial]]\ndevice_id = \"scanner-1\"\npath = {:?}\n\
+         \n[[devices.scanners.tcp]]\ndevice_id = \"dock-1\"\naddress = \"{}\"\n",
+        spool.display().to_string(),
+        msr.path,
+        scanner.path,
+        network_scanner.local_addr().unwrap()
     );
     let mut file = std::fs::OpenOptions::new().append(true).open(&config).unwrap();
     file.write_all(devices.as_bytes()).unwrap();
@@ -73,6 +123,8 @@ fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
 
     // A loyalty card swiped (track 2 with the number only) identifies customer 1.
     let card = store_agent::sample::card_number(1, 0);
+    let card2 = store_agent::sample::card_number(1, 1);
+    let card3 = store_agent::sample::card_number(1, 2);
     msr.master.write_all(format!(";{card}?\r").as_bytes()).unwrap();
     assert!(
         agent.wait_for_stderr("customer_id=C00000001", EVENT_TIMEOUT),
@@ -94,40 +146,148 @@ fn swipes_and_scans_reach_the_agent_and_no_pan_is_kept_anywhere() {
         .master
         .write_all(format!("{TEST_PAN}\r").as_bytes())
         .unwrap();
+    // The network scanner: a card number, a loyalty card, a card number with spaces.
+    let (mut dock, _) = network_scanner.accept().unwrap();
+    dock.write_all(format!("{SECOND_PAN}\r\n{card2}\r\n3782 822463 10005\r\n").as_bytes())
+        .unwrap();
     assert!(
         agent.wait_until(EVENT_TIMEOUT, |a| {
-            a.stderr_so_far().matches("Payment card presented").count() >= 2
+            a.stderr_so_far().matches("Payment card presented").count() >= 4
         }),
-        "both payment-card reads should be rejected\n{}",
+        "the four payment-card reads should be rejected\n{}",
         agent.stderr_so_far()
     );
+
+    // POS transactions with card tenders and loyalty cards: over HTTP, in the spool
+    // folder, and one of each refused (its sequence number quotes a card number).
+    let addr = agent.http_addr();
+    let post = |body: &str| {
+        request(
+            &addr,
+            "POST",
+            "/api/v1/pos/transactions",
+            &[("Content-Type", "application/xml")],
+            body.as_bytes(),
+        )
+    };
+    let recorded = post(&card_sale(801, SECOND_PAN, &card2));
+    assert_eq!(recorded.status, 201, "{}", recorded.body);
+    let refused = post(&card_sale(802, TEST_PAN, &card3).replace(">802<", &format!(">{TEST_PAN}x<")));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(!refused.body.contains(TEST_PAN), "{}", refused.body);
+    std::fs::write(spool.join("tx-803.xml"), card_sale(803, THIRD_PAN, &card3)).unwrap();
+    std::fs::write(
+        spool.join("tx-804.xml"),
+        card_sale(804, THIRD_PAN, &card3).replace(">804<", &format!(">{THIRD_PAN}x<")),
+    )
+    .unwrap();
+    let (processed, rejected) = (
+        spool.join("processed/tx-803.xml"),
+        spool.join("rejected/tx-804.xml"),
+    );
+    assert!(
+        agent.wait_until(EVENT_TIMEOUT, |_| processed.exists() && rejected.exists()),
+        "the spool files should be taken\n{}",
+        agent.stderr_so_far()
+    );
+
+    // Scans injected on the screens, and a search at the console, by an associate.
+    let associate = &summary["associates"][0];
+    let staff = sign_in(
+        &addr,
+        associate["associate_id"].as_str().unwrap(),
+        associate["pin"].as_str().unwrap(),
+    )
+    .expect("the associate signs in");
+    for (screen, data) in [
+        ("console", TEST_PAN),
+        ("kiosk", SECOND_PAN),
+        ("kiosk", card3.as_str()),
+    ] {
+        let body = serde_json::json!({ "screen": screen, "data": data });
+        let res = staff_call(&addr, &staff, "POST", "/api/v1/scans", &body).unwrap();
+        assert!(res.status < 300, "{screen} {data}: {} {}", res.status, res.body);
+        assert!(
+            !res.body.contains(TEST_PAN) && !res.body.contains(SECOND_PAN),
+            "{}",
+            res.body
+        );
+    }
+    for q in [TEST_PAN, card.as_str()] {
+        let path = format!("/api/v1/customers?q={q}");
+        let res = staff_call(&addr, &staff, "GET", &path, &serde_json::Value::Null).unwrap();
+        assert!(res.status < 500, "{q}: {}", res.status);
+    }
 
     agent.signal(libc::SIGTERM);
     let output = agent.finish(STOP_TIMEOUT);
     assert_eq!(output.code(), Some(0), "{output}");
 
+    let secrets = [
+        TEST_PAN,
+        SECOND_PAN,
+        THIRD_PAN,
+        "3782 822463 10005",
+        "TEST/VISA",
+        card.as_str(),
+        card2.as_str(),
+        card3.as_str(),
+    ];
     let logs = output.all_output();
-    for secret in [TEST_PAN, "TEST/VISA", card.as_str()] {
+    // Everything the agent wrote: the database and its WAL, the spool folders with
+    // the masked files and reasons. The sample snapshot and the configuration are
+    // the test's own input.
+    let written: Vec<_> = files_under(dir.path())
+        .into_iter()
+        .filter(|p| !p.ends_with("sample.jsonl") && p.as_os_str() != config.as_str())
+        .collect();
+    assert!(
+        written.contains(&processed) && written.contains(&rejected),
+        "{written:?}"
+    );
+    for secret in secrets {
         assert!(!logs.contains(secret), "{secret} in the logs\n{logs}");
-        for file in [dir.database(), dir.wal()] {
-            if let Ok(bytes) = std::fs::read(&file) {
-                assert!(!contains(&bytes, secret), "{secret} in {}", file.display());
-            }
+        for file in &written {
+            let bytes = std::fs::read(file).unwrap();
+            assert!(!contains(&bytes, secret), "{secret} in {}", file.display());
         }
     }
-    // The agent recorded the devices' state for `status`.
+    // What was masked is still there for a person: the masked card, the item id.
+    let kept = std::fs::read_to_string(&processed).unwrap();
+    assert!(
+        kept.contains("***********0005") && kept.contains("4006381333931"),
+        "{kept}"
+    );
+
     let status = dir.status_json(&config);
     let devices = status["devices"].as_array().unwrap();
     assert!(devices.iter().any(|d| d["device_id"] == "msr-1"), "{status}");
-    // Each read became a scan event for the cloud (kinds and ids only: the PAN and the
-    // card number were checked absent from the database above).
-    let scan_events = status["outbox"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stream"] == "scan_events")
-        .map(|s| s["depth"].clone());
-    assert_eq!(scan_events, Some(serde_json::json!(4)), "{status}");
+    assert!(devices.iter().any(|d| d["device_id"] == "dock-1"), "{status}");
+    assert_eq!(status["counts"]["pos_transactions"], 2, "{status}");
+    // Every read became a scan event for the cloud (kinds and ids only: the card
+    // numbers were checked absent from the database above).
+    let depth = |stream: &str| {
+        status["outbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stream"] == stream)
+            .map(|s| s["depth"].clone())
+    };
+    let payloads: Vec<String> = {
+        let conn = store_agent::store::open_read_only(&dir.database()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT payload FROM outbox WHERE stream = 'scan_events' ORDER BY seq")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    // 4 serial reads, 3 network scans, 3 injected (answered before the stop, so
+    // handled before the agent exits).
+    assert_eq!(depth("scan_events"), Some(serde_json::json!(10)), "{payloads:#?}");
+    assert_eq!(depth("pos_transactions"), Some(serde_json::json!(2)), "{status}");
 }
 
 /// Reads what has arrived on a pty's master side until `done` says enough.
@@ -157,7 +317,7 @@ fn read_until(master: &mut std::fs::File, timeout: Duration, done: impl Fn(&[u8]
 
 #[test]
 fn the_customer_display_shows_the_scanned_item_and_greets_by_first_name() {
-    let (dir, config) = sample_store();
+    let (dir, config, _) = sample_store();
     let gtin = store_agent::sample::product_gtin(1, 0);
     let (name, price_minor, first_name): (String, i64, String) = {
         let conn = store_agent::store::open_read_only(&dir.database()).unwrap();
