@@ -403,7 +403,7 @@ async fn an_oversized_file_is_rejected_unread() {
     wait_for("the big file to be rejected", || fx.rejected("big.xml").is_file()).await;
     let reason = std::fs::read_to_string(fx.rejected("big.xml.reason")).unwrap();
     assert!(
-        reason.contains("max_file_bytes") && reason.contains("not read"),
+        reason.contains("max_file_bytes") && reason.contains("not parsed"),
         "{reason}"
     );
     assert_eq!(fx.counts().await, (0, 0, 0));

@@ -8,10 +8,15 @@
 //!   and `quantity_thousandths` is `to_minor_units(quantity, 3)`;
 //! * "no card data": no kept vendor element (or child, or attribute) is a
 //!   `PrimaryAccountNumber`;
-//! * a parsed transaction survives a serde JSON round trip unchanged.
+//! * a parsed transaction survives a serde JSON round trip unchanged;
+//! * `poslog::redact` (the masking of kept spool files and dead letters) keeps the
+//!   length, changes only digits, spaces and dashes and only to `*`, changes
+//!   nothing the second time, and leaves no card number (`card_number_spans` with
+//!   product codes kept finds none).
 #![no_main]
 
-use firmware_interfaces::poslog::{ExtensionElement, PosLogTransaction, parse_poslog, to_minor_units};
+use firmware_interfaces::card::{ProductCodes, card_number_spans};
+use firmware_interfaces::poslog::{ExtensionElement, PosLogTransaction, parse_poslog, redact, to_minor_units};
 use libfuzzer_sys::fuzz_target;
 
 fn is_plain_decimal(text: &str) -> bool {
@@ -86,6 +91,19 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
         }
     }
+    let mut masked = data.to_vec();
+    redact(&mut masked);
+    assert_eq!(masked.len(), data.len());
+    for (a, b) in data.iter().zip(&masked) {
+        assert!(a == b || (*b == b'*' && (a.is_ascii_digit() || matches!(a, b' ' | b'-'))));
+    }
+    let mut twice = masked.clone();
+    redact(&mut twice);
+    assert!(twice == masked, "redact is not idempotent");
+    assert!(
+        card_number_spans(&masked, ProductCodes::AreKept).is_empty(),
+        "a card number survived redact"
+    );
     // The decimal conversion on its own, on whatever text the input is.
     let text = String::from_utf8_lossy(data);
     for exponent in [0, 2, 3, 18] {

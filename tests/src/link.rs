@@ -7,6 +7,10 @@
 //! `sch_netem` (absent on the CI machine) and traffic off loopback. Bytes are
 //! never dropped or reordered: TCP would retransmit lost segments anyway, so what
 //! the agent can see of a lossy link is delay and stalls, and both are here.
+//! [`LinkMode::Lossy`] gives those stalls as packet loss does: the stream is cut
+//! into segments of one Ethernet MSS, each is "lost" with the given probability
+//! and then arrives one retransmission timeout later (200 ms, Linux's minimum,
+//! doubling while the resend is lost too), and nothing behind it overtakes it.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -26,9 +30,20 @@ pub enum LinkMode {
         /// Largest deviation either way.
         jitter: Duration,
     },
+    /// Each segment of [`MSS`] bytes is lost with probability `percent` / 100 and
+    /// arrives after one retransmission timeout per loss (200 ms, doubling).
+    Lossy {
+        /// Loss probability in percent (0 to 100).
+        percent: u32,
+    },
     /// Nothing passes; held bytes go on when the link is up again.
     Partitioned,
 }
+
+/// The segment size of [`LinkMode::Lossy`]: TCP's MSS on Ethernet.
+pub const MSS: usize = 1448;
+/// The first retransmission timeout of [`LinkMode::Lossy`] (Linux's `TCP_RTO_MIN`).
+pub const RTO: Duration = Duration::from_millis(200);
 
 struct Shared {
     mode: Mutex<LinkMode>,
@@ -114,20 +129,73 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: &Shared, seed: u64) {
             }
             *mode
         };
-        if let LinkMode::Delay { base, jitter } = mode {
-            let span = jitter.as_millis() as u64 * 2 + 1;
-            let ms =
-                (base.as_millis() as u64 + rng.next_u64() % span).saturating_sub(jitter.as_millis() as u64);
-            // Order is kept: a chunk never overtakes the one before it.
-            not_before = not_before.max(arrived + Duration::from_millis(ms));
+        // Each piece goes on at `not_before`: order is kept, nothing overtakes the
+        // piece before it.
+        let mut pieces: Vec<(&[u8], Duration)> = Vec::new();
+        match mode {
+            LinkMode::Delay { base, jitter } => {
+                let span = jitter.as_millis() as u64 * 2 + 1;
+                let ms = (base.as_millis() as u64 + rng.next_u64() % span)
+                    .saturating_sub(jitter.as_millis() as u64);
+                pieces.push((&buf[..n], Duration::from_millis(ms)));
+            }
+            LinkMode::Lossy { percent } => {
+                for segment in buf[..n].chunks(MSS) {
+                    let mut delay = Duration::ZERO;
+                    let mut rto = RTO;
+                    while rng.below(100) < percent as usize && rto < Duration::from_secs(60) {
+                        delay += rto;
+                        rto *= 2;
+                    }
+                    pieces.push((segment, delay));
+                }
+            }
+            LinkMode::Up | LinkMode::Partitioned => pieces.push((&buf[..n], Duration::ZERO)),
+        }
+        let mut failed = false;
+        for (piece, delay) in pieces {
+            not_before = not_before.max(arrived + delay);
             if let Some(wait) = not_before.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
+            if to.write_all(piece).is_err() {
+                failed = true;
+                break;
+            }
         }
-        if to.write_all(&buf[..n]).is_err() {
+        if failed {
             break;
         }
     }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under loss, every byte still arrives once and in order, and some arrive late.
+    #[test]
+    fn a_lossy_link_delivers_every_byte_in_order_with_stalls() {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let link = FaultyLink::start(upstream.local_addr().unwrap());
+        link.set(LinkMode::Lossy { percent: 30 });
+        let sent: Vec<u8> = (0..40 * MSS).map(|i| (i % 251) as u8).collect();
+        let mut client = TcpStream::connect(link.addr()).unwrap();
+        let (mut server, _) = upstream.accept().unwrap();
+        let start = Instant::now();
+        let writer = {
+            let sent = sent.clone();
+            std::thread::spawn(move || client.write_all(&sent).map(|()| client))
+        };
+        let mut got = vec![0u8; sent.len()];
+        server.read_exact(&mut got).unwrap();
+        let elapsed = start.elapsed();
+        assert!(got == sent, "bytes changed or reordered");
+        // 40 segments at 30 % loss: the chance that none was lost is 0.7^40 ≈ 6e-7.
+        assert!(elapsed >= RTO, "no segment was held back ({elapsed:?})");
+        drop(writer.join().unwrap());
+        assert_eq!(link.connections(), 1);
+    }
 }

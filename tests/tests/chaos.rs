@@ -3,13 +3,16 @@
 //! folder and the HTTP intake and the cloud changes prices. Meanwhile the agent
 //! is killed with SIGKILL at random moments, the broker is stopped and started
 //! again, and the link between agent and broker (tests/src/link.rs) is cut for a
-//! while or slowed to 500 ± 200 ms. Then: every transaction the agent acknowledged (HTTP 201, or spool file
+//! while, slowed to 500 ± 200 ms, or loses 20 % of its segments (each one then
+//! arrives a retransmission timeout later, as over TCP). Then: every transaction the agent acknowledged (HTTP 201, or spool file
 //! moved to `processed/`) is in the cloud exactly once, nothing else is, the
 //! outbox is empty, every price change is applied, and `PRAGMA integrity_check`
 //! was ok after every kill.
 //!
 //! At the same time an associate hands BOPIS orders over and takes returns through
-//! the console's API; each must reach the cloud exactly once.
+//! the console's API; each must reach the cloud exactly once. The cloud publishes
+//! the BOPIS orders beyond the sample's three (copies under new ids) before the
+//! chaos starts.
 //!
 //! The POS side behaves as a real one does: an HTTP request that got no answer
 //! (the agent was killed, or restarting) is sent again until it gets one; the
@@ -18,7 +21,8 @@
 //! Short run (in CI): `cargo test -p store-agent-e2e --test chaos -- --nocapture`.
 //! Long run: `scripts/chaos.sh` (10,000 transactions, 50 kills, 10 broker restarts);
 //! the sizes come from `CHAOS_TRANSACTIONS`, `CHAOS_KILLS`, `CHAOS_BROKER_RESTARTS`,
-//! `CHAOS_PARTITIONS`, `CHAOS_DELAYS`, `CHAOS_PACE_MS` and `CHAOS_SEED`. The report line starts with `CHAOS`.
+//! `CHAOS_PARTITIONS`, `CHAOS_DELAYS`, `CHAOS_LOSSY`, `CHAOS_HANDOVERS`,
+//! `CHAOS_RETURNS`, `CHAOS_PACE_MS` and `CHAOS_SEED`. The report line starts with `CHAOS`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -44,6 +48,8 @@ struct Plan {
     partitions: u32,
     /// Periods with the link at 500 ± 200 ms (2 to 5 s).
     delays: u32,
+    /// Periods with 20 % of the link's segments lost (2 to 5 s).
+    lossy: u32,
     /// BOPIS orders handed over at the counter during the run.
     handovers: usize,
     /// Returns of online orders taken at the counter during the run.
@@ -70,6 +76,7 @@ impl Plan {
             broker_restarts: var("CHAOS_BROKER_RESTARTS", 2) as u32,
             partitions: var("CHAOS_PARTITIONS", 2) as u32,
             delays: var("CHAOS_DELAYS", 2) as u32,
+            lossy: var("CHAOS_LOSSY", 1) as u32,
             handovers: var("CHAOS_HANDOVERS", 3) as usize,
             returns: var("CHAOS_RETURNS", 4) as usize,
             pace: Duration::from_millis(var("CHAOS_PACE_MS", 20)),
@@ -85,6 +92,7 @@ enum Fault {
     BrokerRestart,
     Partition,
     Delay,
+    Lossy,
 }
 
 /// What the feed did, shared with the chaos loop.
@@ -337,6 +345,51 @@ fn change_price(rig: &Rig, n: u64, price: i64) -> Option<(String, i64)> {
     matches!(published, Ok(Ok(_))).then(|| (gtin14(&gtin), price))
 }
 
+/// Has the cloud publish BOPIS orders ready for pickup until the store has at least
+/// `wanted`: copies of the sample's first one under the ids `CHAOS-00001`, …, and
+/// waits until the agent has applied them.
+fn add_pickups(rig: &Rig, wanted: usize) {
+    let db = || store_agent::store::open_read_only(&rig.dir.database()).expect("the store");
+    let ready = || {
+        db().query_row(
+            "SELECT count(*) FROM orders WHERE kind = 'bopis' AND status = 'ready_for_pickup'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as usize
+    };
+    let have = ready();
+    if have >= wanted {
+        return;
+    }
+    let first: String = db()
+        .query_row(
+            "SELECT order_id FROM orders WHERE kind = 'bopis' AND status = 'ready_for_pickup' ORDER BY order_id",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a sample BOPIS order");
+    let template = rig
+        .rt
+        .block_on(rig.cloud.entity(DownlinkStream::Orders, &first))
+        .unwrap()
+        .expect("the cloud has the sample's order");
+    for k in 1..=wanted - have {
+        let mut order = template.clone();
+        order["order_id"] = serde_json::json!(format!("CHAOS-{k:05}"));
+        // The pickup code is unique per order; these are handed over by id check.
+        order["pickup_code_hash"] = serde_json::Value::Null;
+        rig.rt
+            .block_on(rig.cloud.publish(DownlinkStream::Orders, Op::Upsert, order))
+            .expect("the cloud publishes the order");
+    }
+    assert!(
+        wait_for(SYNC_TIMEOUT, || ready() >= wanted),
+        "{} of {wanted} pickups in the store",
+        ready()
+    );
+}
+
 fn files_in(dir: &Path, suffix: &str) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| {
         d.filter_map(Result::ok)
@@ -380,10 +433,11 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
         .find(|a| a.role == "associate")
         .expect("a sample associate");
     let addr = state.addr.lock().unwrap().clone().unwrap();
+    add_pickups(&rig, plan.handovers);
     let session = sign_in(&addr, &staff.associate_id, &staff.pin).expect("the associate signs in");
     let (orders, returns) = counter_work(&addr, &session, &plan);
 
-    let (mut kills, mut restarts, mut partitions, mut delays) = (0u32, 0u32, 0u32, 0u32);
+    let (mut kills, mut restarts, mut partitions, mut delays, mut lossy) = (0u32, 0u32, 0u32, 0u32, 0u32);
     let mut prices: Vec<(String, i64)> = Vec::new();
     let spool = rig.spool.clone();
     let (agent, at_counter) = std::thread::scope(|s| {
@@ -409,6 +463,9 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
             }
             if delays < plan.delays {
                 left.push(Fault::Delay);
+            }
+            if lossy < plan.lossy {
+                left.push(Fault::Lossy);
             }
             if left.is_empty() && state.done.load(Ordering::Relaxed) && at_counter.is_finished() {
                 break;
@@ -452,6 +509,12 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
                     std::thread::sleep(rng.millis(2000, 5000));
                     link.set(LinkMode::Up);
                     delays += 1;
+                }
+                Fault::Lossy => {
+                    link.set(LinkMode::Lossy { percent: 20 });
+                    std::thread::sleep(rng.millis(2000, 5000));
+                    link.set(LinkMode::Up);
+                    lossy += 1;
                 }
             }
         }
@@ -528,7 +591,7 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
     integrity_ok(&rig);
     println!(
         "CHAOS transactions={n} spool={} http={} kills={kills} broker_restarts={restarts} \
-         partitions={partitions} delays={delays} handovers={} returns={} broker_connections={} price_changes={} lost=0 doubled=0 \
+         partitions={partitions} delays={delays} lossy={lossy} handovers={} returns={} broker_connections={} price_changes={} lost=0 doubled=0 \
          duplicates_before_dedup={duplicates} http_resends={} seconds={}",
         processed,
         http_acked.len(),
@@ -541,5 +604,8 @@ fn nothing_acknowledged_is_lost_or_doubled_through_kills_restarts_and_a_bad_link
     );
     assert_eq!(kills, plan.kills);
     assert_eq!(restarts, plan.broker_restarts);
-    assert_eq!((partitions, delays), (plan.partitions, plan.delays));
+    assert_eq!(
+        (partitions, delays, lossy),
+        (plan.partitions, plan.delays, plan.lossy)
+    );
 }

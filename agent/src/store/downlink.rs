@@ -66,7 +66,19 @@ pub fn position(conn: &Connection, stream: DownlinkStream) -> Result<Option<Posi
         .optional()?)
 }
 
-/// Keeps input that could not be used, for a person to look at.
+/// The most dead letters kept: beyond it the oldest go.
+pub const MAX_DEAD_LETTERS: i64 = 100_000;
+/// The most payload bytes kept over all dead letters: beyond it the oldest go.
+pub const MAX_DEAD_LETTER_BYTES: i64 = 256 * 1024 * 1024;
+/// The most bytes of one payload kept; the error says how much was cut.
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+/// Every this many letters the bounds are enforced (a sum over the table).
+const PRUNE_EVERY: i64 = 64;
+
+/// Keeps input that could not be used, for a person to look at: at most
+/// [`MAX_DEAD_LETTER_PAYLOAD`] bytes of it, and the table bounded by
+/// [`MAX_DEAD_LETTERS`] and [`MAX_DEAD_LETTER_BYTES`] (the oldest letters go
+/// first), so a sender that keeps sending garbage cannot fill the disk.
 pub(super) fn dead_letter(
     tx: &Connection,
     source: &str,
@@ -74,11 +86,57 @@ pub(super) fn dead_letter(
     error: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    let (payload, error) = if payload.len() > MAX_DEAD_LETTER_PAYLOAD {
+        let note = format!(
+            "{error} (kept: the first {MAX_DEAD_LETTER_PAYLOAD} of {} bytes)",
+            payload.len()
+        );
+        (&payload[..MAX_DEAD_LETTER_PAYLOAD], std::borrow::Cow::Owned(note))
+    } else {
+        (payload, std::borrow::Cow::Borrowed(error))
+    };
     tx.prepare_cached(
         "INSERT INTO dead_letters (source, payload, error, received_at_ms) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![source, payload, error, now_ms])?;
+    .execute(params![source, payload, error.as_ref(), now_ms])?;
+    let id = tx.last_insert_rowid();
+    if id % PRUNE_EVERY == 0 {
+        prune_dead_letters(tx, id, MAX_DEAD_LETTERS, MAX_DEAD_LETTER_BYTES)?;
+    }
     Ok(())
+}
+
+/// Removes the oldest dead letters so that at most `max_rows` remain with at
+/// most `max_bytes` of payload; `newest` is the id just written. Returns how many
+/// went, and says so in the log.
+pub(super) fn prune_dead_letters(
+    tx: &Connection,
+    newest: i64,
+    max_rows: i64,
+    max_bytes: i64,
+) -> Result<usize, StoreError> {
+    let mut removed = tx
+        .prepare_cached("DELETE FROM dead_letters WHERE id <= ?1")?
+        .execute([newest - max_rows])?;
+    // The newest letter whose running total (newest first) passes the bound, and
+    // everything older, go.
+    removed += tx
+        .prepare_cached(
+            "DELETE FROM dead_letters WHERE id <= (
+                 SELECT id FROM (
+                     SELECT id, sum(length(payload)) OVER (ORDER BY id DESC) AS total FROM dead_letters
+                 ) WHERE total > ?1 ORDER BY id DESC LIMIT 1)",
+        )?
+        .execute([max_bytes])?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            max_rows,
+            max_bytes,
+            "Dead letters over their bound: the oldest were removed."
+        );
+    }
+    Ok(removed)
 }
 
 /// One received downlink message: its topic, stream and envelope.

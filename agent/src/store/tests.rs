@@ -1421,3 +1421,72 @@ mod disk_full {
         assert_eq!(check, "ok");
     }
 }
+
+mod dead_letter_bounds {
+    use super::*;
+    use crate::store::downlink::{MAX_DEAD_LETTER_PAYLOAD, prune_dead_letters};
+
+    #[tokio::test]
+    async fn a_large_payload_is_cut_and_says_so() {
+        let f = Fixture::new_small().await;
+        let big = vec![b'x'; MAX_DEAD_LETTER_PAYLOAD + 10];
+        f.store
+            .dead_letter("t".into(), big, "too big".into())
+            .await
+            .unwrap();
+        let (len, error): (i64, String) = f
+            .store
+            .reads()
+            .with(|c| {
+                Ok(
+                    c.query_row("SELECT length(payload), error FROM dead_letters", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?,
+                )
+            })
+            .unwrap();
+        assert_eq!(len, MAX_DEAD_LETTER_PAYLOAD as i64);
+        assert!(
+            error.starts_with("too big (kept: the first 65536 of 65546 bytes)"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_go_beyond_the_row_and_byte_bounds() {
+        let f = Fixture::new_small().await;
+        for i in 0..200 {
+            f.store
+                .dead_letter(format!("t{i}"), vec![b'x'; 100], "e".into())
+                .await
+                .unwrap();
+        }
+        // The production bounds are far away: all 200 are kept so far.
+        assert_eq!(f.count("SELECT count(*) FROM dead_letters"), 200);
+        let removed = f
+            .store
+            .with_writer(|c| {
+                // At most 150 letters: the 50 oldest go; then at most 10,000 bytes:
+                // the newest 100 stay.
+                let by_rows = prune_dead_letters(c, 200, 150, i64::MAX)?;
+                let by_bytes = prune_dead_letters(c, 200, 150, 10_000)?;
+                Ok((by_rows, by_bytes))
+            })
+            .await
+            .unwrap();
+        assert_eq!(removed, (50, 50));
+        let (oldest, newest): (String, String) = f
+            .store
+            .reads()
+            .with(|c| {
+                Ok(c.query_row(
+                    "SELECT (SELECT source FROM dead_letters ORDER BY id LIMIT 1),
+                            (SELECT source FROM dead_letters ORDER BY id DESC LIMIT 1)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!((oldest.as_str(), newest.as_str()), ("t100", "t199"));
+    }
+}

@@ -287,11 +287,21 @@ fn attribute_values(doc: &[u8], name: &[u8]) -> Vec<Range<usize>> {
             continue;
         };
         let start = i + 1;
-        let end = doc[start..]
-            .iter()
-            .take(MAX_TAG_BYTES)
-            .position(|&b| b == quote)
-            .map_or((start + MAX_TAG_BYTES).min(doc.len()), |p| start + p);
+        let end = match doc[start..].iter().take(MAX_TAG_BYTES).position(|&b| b == quote) {
+            Some(p) => start + p,
+            None => {
+                // Unterminated: up to the bound, and on to the end of a digit run
+                // that crosses it, so no masked run leaves a card-like tail.
+                let mut end = (start + MAX_TAG_BYTES).min(doc.len());
+                while doc
+                    .get(end)
+                    .is_some_and(|b| b.is_ascii_digit() || matches!(b, b' ' | b'-'))
+                {
+                    end += 1;
+                }
+                end
+            }
+        };
         regions.push(start..end);
     }
     regions
