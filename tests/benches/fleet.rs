@@ -27,7 +27,7 @@ use store_agent::sample::{self, SampleSpec};
 use store_agent::store::Store;
 use store_agent::store::records::{PosLine, PosTransaction};
 use store_agent::store::snapshot::ImportExpectations;
-use store_agent_e2e::mqtt::{Mosquitto, mosquitto_or_skip};
+use store_agent_e2e::mqtt::{AclDevice, CLOUD_USER, Mosquitto, Pki, mosquitto_or_skip};
 use store_agent_e2e::{STORE_ID, TENANT_ID, cpu_model, path_str, toml_string};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -42,6 +42,8 @@ struct Sizes {
     backlog: u64,
     outage: Duration,
     boot_delay_ms: u64,
+    /// TLS with a client certificate per device and the ACL, as in a store.
+    tls: bool,
 }
 
 impl Sizes {
@@ -64,6 +66,7 @@ impl Sizes {
             backlog: value("--backlog").unwrap_or(backlog),
             outage: Duration::from_secs(value("--outage-s").unwrap_or(outage_s)),
             boot_delay_ms: value("--boot-delay-ms").unwrap_or(boot),
+            tls: args.iter().any(|a| a == "--tls"),
         }
     }
 }
@@ -87,13 +90,26 @@ fn device_id(i: usize) -> String {
 }
 
 /// A device's configuration: product defaults for the connection (backoff 1 s doubling
-/// to 120 s with full jitter) but for the boot delay, which the run sets.
-fn device_config(dir: &Path, i: usize, port: u16, boot_delay_ms: u64) -> Config {
+/// to 120 s with full jitter) but for the boot delay, which the run sets. With `pki`,
+/// TLS with the device's own client certificate; without, plain MQTT.
+fn device_config(dir: &Path, i: usize, port: u16, boot_delay_ms: u64, pki: Option<&Pki>) -> Config {
+    let transport = match pki {
+        Some(pki) => {
+            let files = pki.client(&device_id(i));
+            format!(
+                "ca_file = {}\ncert_file = {}\nkey_file = {}\n",
+                toml_string(&path_str(pki.ca_file())),
+                toml_string(&path_str(&files.cert)),
+                toml_string(&path_str(&files.key)),
+            )
+        }
+        None => "allow_plaintext = true\n".to_owned(),
+    };
     let text = format!(
         "[store]\ntenant_id = \"{TENANT_ID}\"\nstore_id = \"{STORE_ID}\"\ndevice_id = \"{id}\"\n\n\
          [database]\npath = {db}\nread_connections = 1\n\n\
          [loyalty]\nhash_key = \"{key}\"\n\n\
-         [mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nallow_plaintext = true\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n{transport}\
          boot_delay_max_ms = {boot_delay_ms}\n",
         id = device_id(i),
         db = toml_string(&path_str(&dir.join("store.db"))),
@@ -232,7 +248,12 @@ fn main() {
     let files = raise_open_files();
     let n = sizes.devices;
     println!(
-        "# Fleet: {n} devices, {} POS transactions each during a {} s broker outage; {} cores ({}); open files {files}",
+        "# Fleet: {n} devices ({}), {} POS transactions each during a {} s broker outage; {} cores ({}); open files {files}",
+        if sizes.tls {
+            "TLS, a client certificate each, ACL"
+        } else {
+            "plain MQTT"
+        },
         sizes.backlog,
         sizes.outage.as_secs(),
         std::thread::available_parallelism().map_or(0, |p| p.get()),
@@ -243,7 +264,16 @@ fn main() {
     let dir = tempfile::tempdir_in(&data).expect("a work directory");
     let broker_dir = dir.path().join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
-    let mut broker = Mosquitto::start_plain(&broker_dir);
+    let pki = sizes.tls.then(|| Pki::generate(&broker_dir));
+    let mut broker = match &pki {
+        Some(pki) => {
+            let acl: Vec<AclDevice> = (0..n)
+                .map(|i| AclDevice::new(&device_id(i), TENANT_ID, STORE_ID))
+                .collect();
+            Mosquitto::start(&broker_dir, pki, &acl)
+        }
+        None => Mosquitto::start_plain(&broker_dir),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -252,13 +282,14 @@ fn main() {
     let cloud_dir = dir.path().join("cloud");
     std::fs::create_dir_all(&cloud_dir).unwrap();
     let cloud = rt
-        .block_on(CloudSim::start(CloudSimConfig::new(
-            "127.0.0.1",
-            broker.port(),
-            TENANT_ID,
-            STORE_ID,
-            &cloud_dir,
-        )))
+        .block_on(CloudSim::start({
+            let mut config = CloudSimConfig::new("127.0.0.1", broker.port(), TENANT_ID, STORE_ID, &cloud_dir);
+            config.tls = pki.as_ref().map(|pki| {
+                let files = pki.client(CLOUD_USER);
+                (pki.ca_file().to_owned(), files.cert, files.key)
+            });
+            config
+        }))
         .expect("the cloud starts");
     assert!(
         rt.block_on(cloud.wait_ready(Duration::from_secs(60))),
@@ -267,7 +298,7 @@ fn main() {
 
     // One store loaded with the cloud's sample data; every device starts from a copy.
     let template_dir = dir.path().join("template");
-    let template_config = device_config(&template_dir, 0, broker.port(), 0);
+    let template_config = device_config(&template_dir, 0, broker.port(), 0, None);
     let template =
         Store::open(store_agent::runtime::store_options(&template_config).unwrap()).expect("template store");
     let snapshot = dir.path().join("sample.jsonl");
@@ -288,7 +319,7 @@ fn main() {
         let d = dir.path().join("devices").join(device_id(i));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::copy(template_dir.join("store.db"), d.join("store.db")).unwrap();
-        let config = device_config(&d, i, broker.port(), sizes.boot_delay_ms);
+        let config = device_config(&d, i, broker.port(), sizes.boot_delay_ms, pki.as_ref());
         let store = Arc::new(
             Store::open(store_agent::runtime::store_options(&config).unwrap()).expect("a device store"),
         );

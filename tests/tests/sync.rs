@@ -256,11 +256,14 @@ fn malformed_downlink_goes_to_dead_letters_and_good_messages_still_apply() {
             .contains("unknown downlink stream"),
         "{listed}"
     );
+    // Too large: refused by the envelope limit, and only its first 64 KiB kept.
+    let error = letters[1]["error"].as_str().unwrap();
+    assert!(error.contains("envelope limit"), "{listed}");
     assert!(
-        letters[1]["error"].as_str().unwrap().contains("envelope limit"),
+        error.ends_with(&format!("(kept: the first 65536 of {} bytes)", 126 * 1024)),
         "{listed}"
     );
-    assert_eq!(letters[1]["payload_bytes"], 126 * 1024, "{listed}");
+    assert_eq!(letters[1]["payload_bytes"], 64 * 1024, "{listed}");
     assert!(
         letters[3]["payload"].as_str().unwrap().starts_with("{not json"),
         "{listed}"

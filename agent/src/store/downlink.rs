@@ -155,7 +155,8 @@ pub struct DeadLetter {
     pub received_at_ms: i64,
     /// The input as text (invalid UTF-8 replaced), cut to 4 KiB.
     pub payload: String,
-    /// Its full size in bytes.
+    /// The size kept, in bytes: at most [`MAX_DEAD_LETTER_PAYLOAD`]; when the input
+    /// was larger, the error ends with its full size.
     pub payload_bytes: usize,
 }
 
