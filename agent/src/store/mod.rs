@@ -184,6 +184,9 @@ impl Store {
                 source,
             })?;
         }
+        // A full snapshot load that was cut short (killed, power lost) left its
+        // new file; the database itself was never touched.
+        snapshot::remove_leftovers(&options.path)?;
         let mut conn = connection::open(&options.path, connection::Access::Write, options.busy_timeout)?;
         let applied = schema::migrate(&mut conn)?;
         if !applied.is_empty() {
@@ -394,6 +397,7 @@ impl Store {
         expect: snapshot::ImportExpectations,
     ) -> Result<snapshot::ImportReport, StoreError> {
         let fingerprint = self.options.hasher.fingerprint();
+        let swap = self.swap_target();
         self.writer
             .call(move |conn| {
                 snapshot::import_source(
@@ -402,6 +406,7 @@ impl Store {
                     snapshot::SnapshotSource::Stream(reader),
                     &fingerprint,
                     &expect,
+                    Some(&swap),
                 )
             })
             .await
@@ -424,7 +429,17 @@ impl Store {
     ) -> impl FnOnce(&mut Connection) -> Result<snapshot::ImportReport, StoreError> + Send + 'static {
         let file = file.to_path_buf();
         let fingerprint = self.options.hasher.fingerprint();
-        move |conn| snapshot::import(conn, &file, &fingerprint, &expect)
+        let swap = self.swap_target();
+        move |conn| snapshot::import(conn, &file, &fingerprint, &expect, Some(&swap))
+    }
+
+    /// Where a full snapshot's new file goes, and the connections to reopen.
+    fn swap_target(&self) -> snapshot::SwapTarget {
+        snapshot::SwapTarget {
+            db: self.options.path.clone(),
+            reads: self.reads.clone(),
+            busy_timeout: self.options.busy_timeout,
+        }
     }
 
     /// Applies a downlink batch received on `topic` (see [`downlink`]).

@@ -25,8 +25,8 @@
 
 use super::StoreError;
 use super::entities::{
-    AssociateRecord, CartRecord, ConfigEntry, CustomerRecord, Entity, LoyaltyCardRecord, OrderRecord,
-    Prepared, ProductRecord, StockRecord, WishlistItemRecord,
+    AssociateRecord, BulkInsert, CartRecord, ConfigEntry, CustomerRecord, Entity, LoyaltyCardRecord,
+    OrderRecord, Prepared, ProductRecord, StockRecord, WishlistItemRecord,
 };
 use crate::events::{DownlinkStream, now_ms};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -37,6 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+
+mod replace;
+pub(crate) use replace::{SwapTarget, remove_leftovers};
 
 /// The value of the header's `snapshot` key.
 pub const MAGIC: &str = "store-agent";
@@ -309,10 +312,15 @@ impl Parsed {
         }
     }
 
-    fn write(&self, tx: &rusqlite::Transaction<'_>, now_ms: i64) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        bulk: &mut BulkInsert<'_>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         match self {
             Parsed::Record(r) => r.write(tx, now_ms),
-            Parsed::Ready(p) => p.insert(tx),
+            Parsed::Ready(p) => bulk.insert(p),
         }
     }
 }
@@ -426,6 +434,7 @@ pub(super) fn import(
     path: &Path,
     key_fingerprint: &str,
     expect: &ImportExpectations,
+    swap: Option<&SwapTarget>,
 ) -> Result<ImportReport, StoreError> {
     import_source(
         conn,
@@ -433,17 +442,21 @@ pub(super) fn import(
         SnapshotSource::File(path.to_path_buf()),
         key_fingerprint,
         expect,
+        swap,
     )
 }
 
 /// Imports a snapshot from `source` into the database behind `conn` (the
-/// writer's connection); `path` names it in errors (a file, a URL).
+/// writer's connection); `path` names it in errors (a file, a URL). A snapshot
+/// of every stream is loaded into a new file that replaces the database when
+/// `swap` says where ([`replace`]); any other in one transaction of the live one.
 pub(super) fn import_source(
     conn: &mut Connection,
     path: &Path,
     source: SnapshotSource,
     key_fingerprint: &str,
     expect: &ImportExpectations,
+    swap: Option<&SwapTarget>,
 ) -> Result<ImportReport, StoreError> {
     let started = Instant::now();
     let (header_tx, header_rx) = mpsc::sync_channel(1);
@@ -476,7 +489,12 @@ pub(super) fn import_source(
             .recv()
             .map_err(|_| StoreError::Internal("snapshot parser stopped".into()))??;
         check_header(path, &header, key_fingerprint, expect)?;
-        load(conn, path, &header, batch_rx, spent_tx)
+        match swap {
+            Some(target) if replace::is_full(&header) => {
+                replace::load_into_new_file(conn, target, path, &header, batch_rx, spent_tx)
+            }
+            _ => load(conn, path, &header, batch_rx, spent_tx),
+        }
     })();
     let _ = parser.join();
     let mut report = result?;
@@ -533,6 +551,8 @@ fn check_header(
     Ok(())
 }
 
+/// Loads a snapshot that replaces only some streams (the sync's reload of one
+/// stream) in one transaction of the live database.
 fn load(
     conn: &mut Connection,
     path: &Path,
@@ -540,11 +560,26 @@ fn load(
     batches: mpsc::Receiver<Result<Batch, SnapshotError>>,
     spent: mpsc::SyncSender<Batch>,
 ) -> Result<ImportReport, StoreError> {
+    in_place(conn, |tx| {
+        let covered = covered_streams(header);
+        let indexes = clear_tables(tx, &covered)?;
+        let report = insert_records(tx, path, &covered, batches, spent)?;
+        finish_load(tx, path, header, &indexes)?;
+        Ok(report)
+    })
+}
+
+/// Runs `load` in one `BEGIN IMMEDIATE` transaction of the live database with
+/// the settings of a bulk load, and commits if it succeeds.
+fn in_place<R>(
+    conn: &mut Connection,
+    load: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
     // A bigger page cache for the bulk load (256 MiB, given back afterwards):
     // loyalty card hashes arrive in random key order, and a cache that holds the
     // whole table avoids spilling and re-reading pages.
     let old_cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-    conn.pragma_update(None, "cache_size", -262_144)?;
+    conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
     // The index rebuild at the end sorts with a helper thread (in memory: the
     // connection keeps temp_store = MEMORY).
     conn.pragma_update(None, "threads", 2)?;
@@ -557,116 +592,9 @@ fn load(
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // check_header made sure every name parses.
-        let covered: Vec<DownlinkStream> = header
-            .streams
-            .keys()
-            .filter_map(|s| DownlinkStream::parse(s))
-            .collect();
-        // Secondary indexes of the replaced tables are dropped for the load and
-        // built again at the end, in the same transaction: building an index from
-        // the loaded rows (a sort) is much faster than keeping it up to date row by row.
-        let mut indexes: Vec<String> = Vec::new();
-        for stream in &covered {
-            for table in stream.tables() {
-                tx.execute(&format!("DELETE FROM {table}"), [])?;
-                let found = tx
-                    .prepare(
-                        "SELECT name, sql FROM sqlite_master
-                         WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
-                    )?
-                    .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (name, sql) in found {
-                    tx.execute(&format!("DROP INDEX {name}"), [])?;
-                    indexes.push(sql);
-                }
-            }
-            tx.execute(
-                "DELETE FROM downlink_streams WHERE stream = ?1",
-                [stream.as_str()],
-            )?;
-        }
-        let now = now_ms();
-        let mut report = ImportReport::default();
-        let mut ended: Option<(u64, u64)> = None;
-        let mut last_line = 1;
-        for batch in batches {
-            let batch = batch?;
-            for &(line, ref record) in &batch {
-                last_line = line;
-                if let Some((end_line, _)) = ended {
-                    return Err(SnapshotError::Line {
-                        path: path.to_path_buf(),
-                        line,
-                        message: format!("a record after the end record of line {end_line}"),
-                    }
-                    .into());
-                }
-                if let Parsed::Record(SnapshotRecord::End(e)) = &record {
-                    ended = Some((line, e.records));
-                    continue;
-                }
-                if let Some(stream) = record.stream().filter(|s| !covered.contains(s)) {
-                    return Err(SnapshotError::Line {
-                        path: path.to_path_buf(),
-                        line,
-                        message: format!(
-                            "a record of the stream {stream}, which the header does not list among the streams \
-                             this snapshot replaces"
-                        ),
-                    }
-                    .into());
-                }
-                record.write(&tx, now).map_err(|e| SnapshotError::Line {
-                    path: path.to_path_buf(),
-                    line,
-                    message: e.to_string(),
-                })?;
-                *report.counts.entry(record.kind()).or_default() += 1;
-                report.records += 1;
-            }
-            // Back to the parser to be freed there; if its queue is full (it has
-            // stopped), the batch is dropped here.
-            let _ = spent.try_send(batch);
-        }
-        match ended {
-            None => {
-                return Err(SnapshotError::Truncated {
-                    path: path.to_path_buf(),
-                    lines: last_line,
-                }
-                .into());
-            }
-            Some((line, expected)) if expected != report.records => {
-                return Err(SnapshotError::Line {
-                    path: path.to_path_buf(),
-                    line,
-                    message: format!(
-                        "the end record counts {expected} records, the file holds {}",
-                        report.records
-                    ),
-                }
-                .into());
-            }
-            Some(_) => {}
-        }
-        for sql in &indexes {
-            // A unique index that the loaded rows violate fails here, and the whole
-            // import with it.
-            tx.execute_batch(sql).map_err(|e| SnapshotError::Mismatch {
-                path: path.to_path_buf(),
-                message: format!("the loaded records break a rule of the database ({sql}): {e}"),
-            })?;
-        }
-        for (stream, pos) in &header.streams {
-            tx.execute(
-                "INSERT INTO downlink_streams (stream, epoch, last_seq, updated_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![stream, pos.epoch, pos.seq, now],
-            )?;
-        }
+        let out = load(&tx)?;
         tx.commit()?;
-        Ok(report)
+        Ok(out)
     })();
     conn.pragma_update(None, "cache_size", old_cache)?;
     conn.pragma_update(None, "threads", 0)?;
@@ -675,6 +603,146 @@ fn load(
         checkpoint_in_background(conn);
     }
     result
+}
+
+/// The page cache of a bulk load, in KiB (SQLite's negative `cache_size`).
+const BULK_CACHE_KIB: i64 = -262_144;
+
+/// The streams a snapshot replaces (check_header made sure every name parses).
+fn covered_streams(header: &SnapshotHeader) -> Vec<DownlinkStream> {
+    header
+        .streams
+        .keys()
+        .filter_map(|s| DownlinkStream::parse(s))
+        .collect()
+}
+
+/// Empties the tables of `covered` and their stream positions, and drops their
+/// secondary indexes, returning the SQL that builds them again: building an index
+/// from the loaded rows (a sort) is much faster than keeping it up to date row by
+/// row. [`finish_load`] builds them in the same transaction.
+fn clear_tables(tx: &Connection, covered: &[DownlinkStream]) -> Result<Vec<String>, StoreError> {
+    let mut indexes: Vec<String> = Vec::new();
+    for stream in covered {
+        for table in stream.tables() {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+            let found = tx
+                .prepare(
+                    "SELECT name, sql FROM sqlite_master
+                     WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+                )?
+                .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (name, sql) in found {
+                tx.execute(&format!("DROP INDEX {name}"), [])?;
+                indexes.push(sql);
+            }
+        }
+        tx.execute(
+            "DELETE FROM downlink_streams WHERE stream = ?1",
+            [stream.as_str()],
+        )?;
+    }
+    Ok(indexes)
+}
+
+/// Writes every record the parser sends, checking that each belongs to a
+/// `covered` stream and that the file ends with a matching end record.
+fn insert_records(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    covered: &[DownlinkStream],
+    batches: mpsc::Receiver<Result<Batch, SnapshotError>>,
+    spent: mpsc::SyncSender<Batch>,
+) -> Result<ImportReport, StoreError> {
+    let now = now_ms();
+    let mut bulk = BulkInsert::new(tx);
+    let mut report = ImportReport::default();
+    let mut ended: Option<(u64, u64)> = None;
+    let mut last_line = 1;
+    for batch in batches {
+        let batch = batch?;
+        for &(line, ref record) in &batch {
+            last_line = line;
+            if let Some((end_line, _)) = ended {
+                return Err(SnapshotError::Line {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!("a record after the end record of line {end_line}"),
+                }
+                .into());
+            }
+            if let Parsed::Record(SnapshotRecord::End(e)) = &record {
+                ended = Some((line, e.records));
+                continue;
+            }
+            if let Some(stream) = record.stream().filter(|s| !covered.contains(s)) {
+                return Err(SnapshotError::Line {
+                    path: path.to_path_buf(),
+                    line,
+                    message: format!(
+                        "a record of the stream {stream}, which the header does not list among the streams \
+                         this snapshot replaces"
+                    ),
+                }
+                .into());
+            }
+            record
+                .write(tx, &mut bulk, now)
+                .map_err(|e| SnapshotError::Line {
+                    path: path.to_path_buf(),
+                    line,
+                    message: e.to_string(),
+                })?;
+            *report.counts.entry(record.kind()).or_default() += 1;
+            report.records += 1;
+        }
+        // Back to the parser to be freed there; if its queue is full (it has
+        // stopped), the batch is dropped here.
+        let _ = spent.try_send(batch);
+    }
+    match ended {
+        None => Err(SnapshotError::Truncated {
+            path: path.to_path_buf(),
+            lines: last_line,
+        }
+        .into()),
+        Some((line, expected)) if expected != report.records => Err(SnapshotError::Line {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "the end record counts {expected} records, the file holds {}",
+                report.records
+            ),
+        }
+        .into()),
+        Some(_) => Ok(report),
+    }
+}
+
+/// Builds the dropped indexes again and records the snapshot's stream positions.
+fn finish_load(
+    tx: &Connection,
+    path: &Path,
+    header: &SnapshotHeader,
+    indexes: &[String],
+) -> Result<(), StoreError> {
+    for sql in indexes {
+        // A unique index that the loaded rows violate fails here, and the whole
+        // import with it.
+        tx.execute_batch(sql).map_err(|e| SnapshotError::Mismatch {
+            path: path.to_path_buf(),
+            message: format!("the loaded records break a rule of the database ({sql}): {e}"),
+        })?;
+    }
+    let now = now_ms();
+    for (stream, pos) in &header.streams {
+        tx.execute(
+            "INSERT INTO downlink_streams (stream, epoch, last_seq, updated_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![stream, pos.epoch, pos.seq, now],
+        )?;
+    }
+    Ok(())
 }
 
 /// Starts a thread that checkpoints the WAL (PASSIVE: it waits for nobody) on its

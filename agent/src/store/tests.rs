@@ -841,23 +841,34 @@ async fn snapshot_load_is_checkpointed_into_the_file_in_the_background() {
     // The import commits into the WAL with automatic checkpoints off; a helper
     // thread then copies it into the database file. A copy of the file alone (no
     // WAL beside it) therefore holds the load soon after, with no further write.
+    // (A partial snapshot: a full one goes into a new file, with no WAL.)
     let f = Fixture::new().await;
+    let mut more = f.spec.clone();
+    more.products = 120;
+    let full = f.dir.path().join("more-products.jsonl");
+    sample::write_snapshot(&more, &hasher(), std::fs::File::create(&full).unwrap()).unwrap();
+    let part = f.dir.path().join("products.jsonl");
+    std::fs::write(&part, products_only(&std::fs::read_to_string(&full).unwrap())).unwrap();
+    f.store
+        .import_snapshot(&part, ImportExpectations::default())
+        .await
+        .unwrap();
     let copy_dir = tempfile::tempdir().unwrap();
     let copy = copy_dir.path().join("copy.db");
-    let mut customers = 0;
+    let mut products = 0;
     for _ in 0..200 {
         std::fs::copy(f.dir.path().join("store.db"), &copy).unwrap();
-        customers = rusqlite::Connection::open(&copy)
+        products = rusqlite::Connection::open(&copy)
             .unwrap()
-            .query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM products", [], |r| r.get::<_, i64>(0))
             .unwrap_or(0);
         let _ = std::fs::remove_file(copy_dir.path().join("copy.db-wal"));
-        if customers == 200 {
+        if products == 120 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(customers, 200, "the database file alone holds the snapshot");
+    assert_eq!(products, 120, "the database file alone holds the snapshot");
     // The writer's automatic checkpoints are back on, and the WAL is kept small.
     let (auto, limit): (i64, i64) = f
         .store
@@ -1488,5 +1499,428 @@ mod dead_letter_bounds {
             })
             .unwrap();
         assert_eq!((oldest.as_str(), newest.as_str()), ("t100", "t199"));
+    }
+}
+
+/// A copy of `full` that replaces only the products and stock streams.
+fn products_only(full: &str) -> String {
+    let mut lines = full.lines();
+    let mut header: snapshot::SnapshotHeader = serde_json::from_str(lines.next().unwrap()).unwrap();
+    header.streams.retain(|s, _| s == "products" || s == "stock");
+    let records: Vec<&str> = lines
+        .filter(|l| l.starts_with("{\"product\"") || l.starts_with("{\"stock\""))
+        .collect();
+    let mut out = serde_json::to_string(&header).unwrap();
+    for r in &records {
+        out.push('\n');
+        out.push_str(r);
+    }
+    out.push_str(&format!("\n{{\"end\":{{\"records\":{}}}}}\n", records.len()));
+    out
+}
+
+/// A full snapshot is loaded into a new file that replaces the database
+/// ([`snapshot`]'s `replace` module); a partial one in place.
+mod new_file {
+    use super::*;
+    use rusqlite::types::Value;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn inode(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    /// Every row of `table` in key order, without the columns named `skip`.
+    fn rows_of(c: &rusqlite::Connection, table: &str, skip: &str) -> rusqlite::Result<Vec<Vec<Value>>> {
+        let mut stmt = c.prepare(&format!("SELECT * FROM \"{table}\" ORDER BY 1, 2"))?;
+        let keep: Vec<usize> = (0..stmt.column_count())
+            .filter(|&i| stmt.column_name(i).is_ok_and(|n| n != skip))
+            .collect();
+        stmt.query_map([], |r| keep.iter().map(|&i| r.get::<_, Value>(i)).collect())?
+            .collect()
+    }
+
+    /// Every row of every table the cloud does not fill (stream positions are
+    /// the snapshot's), as values.
+    fn local_rows(f: &Fixture) -> Vec<(String, Vec<Vec<Value>>)> {
+        let cached: Vec<&str> = crate::events::DownlinkStream::ALL
+            .iter()
+            .flat_map(|s| s.tables().iter().copied())
+            .chain(["downlink_streams"])
+            .collect();
+        f.store
+            .reads()
+            .with(move |c| {
+                let tables: Vec<String> = c
+                    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut out = Vec::new();
+                for t in tables.into_iter().filter(|t| !cached.contains(&t.as_str())) {
+                    let rows = rows_of(c, &t, "")?;
+                    out.push((t, rows));
+                }
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".loading"))
+            .collect()
+    }
+
+    /// Writes the fixture's sample with `edit` applied to `name` in its directory.
+    fn variant(f: &Fixture, name: &str, edit: impl FnOnce(&mut SampleSpec)) -> PathBuf {
+        let mut spec = f.spec.clone();
+        edit(&mut spec);
+        let snap = f.dir.path().join(name);
+        sample::write_snapshot(&spec, &hasher(), std::fs::File::create(&snap).unwrap()).unwrap();
+        snap
+    }
+
+    async fn import(store: &Store, snap: &Path) -> Result<snapshot::ImportReport, StoreError> {
+        store.import_snapshot(snap, ImportExpectations::default()).await
+    }
+
+    /// Records something in every table the agent fills itself.
+    async fn record_local_state(f: &Fixture) {
+        f.store
+            .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+            .await
+            .unwrap();
+        f.store
+            .dead_letter(
+                "sa/v1/test".into(),
+                b"{not json".to_vec(),
+                "expected value".into(),
+            )
+            .await
+            .unwrap();
+        f.store
+            .record_journal_receipt(Captured::at(
+                NOW,
+                crate::store::records::JournalReceipt {
+                    device_id: "printer-1".into(),
+                    text: "THANK YOU".into(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_snapshot_replaces_the_file_and_keeps_what_the_store_recorded() {
+        let f = Fixture::new().await;
+        record_local_state(&f).await;
+        let db = f.dir.path().join("store.db");
+        let local_before = local_rows(&f);
+        assert!(
+            local_before
+                .iter()
+                .any(|(t, rows)| t == "pos_transactions" && rows.len() == 1)
+        );
+        assert!(
+            local_before
+                .iter()
+                .any(|(t, rows)| t == "dead_letters" && rows.len() == 1)
+        );
+        assert!(
+            local_before
+                .iter()
+                .any(|(t, rows)| t == "journal_records" && rows.len() == 1)
+        );
+        let page_size: i64 = f.scalar("PRAGMA page_size");
+        let old_inode = inode(&db);
+
+        let snap = variant(&f, "small.jsonl", |s| s.customers = 50);
+        let report = import(&f.store, &snap).await.unwrap();
+        assert_eq!(report.counts["customers"], 50);
+        assert_ne!(inode(&db), old_inode, "the database is a new file");
+        assert!(
+            leftovers(f.dir.path()).is_empty(),
+            "{:?}",
+            leftovers(f.dir.path())
+        );
+        assert_eq!(f.count("SELECT count(*) FROM customers"), 50);
+        assert_eq!(f.count("SELECT count(*) FROM downlink_streams"), 10);
+        // Everything the agent recorded itself, byte for byte, outbox included.
+        let local_after = local_rows(&f);
+        assert_eq!(local_after, local_before);
+        assert_eq!(
+            f.outbox_depth(),
+            2,
+            "the sale and the journal receipt wait for the cloud"
+        );
+        assert_eq!(f.scalar::<i64>("PRAGMA page_size"), page_size);
+
+        // The writer works on the new file with the agent's settings, and what it
+        // writes is there after a restart.
+        let (mode, sync, secure): (String, i64, i64) = f
+            .store
+            .with_writer(|c| {
+                Ok((
+                    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA secure_delete", [], |r| r.get(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!((mode.as_str(), sync, secure), ("wal", 2, 1));
+        f.store
+            .record_pos_transaction(Captured::at(NOW, pos_tx(2)))
+            .await
+            .unwrap();
+        let Fixture { dir, store, .. } = f;
+        store.close();
+        let conn = open_read_only(&dir.path().join("store.db")).unwrap();
+        assert!(integrity_problems(&conn).unwrap().is_empty());
+        let (txs, customers): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM pos_transactions), (SELECT count(*) FROM customers)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((txs, customers), (2, 50));
+    }
+
+    #[tokio::test]
+    async fn queries_go_on_while_the_file_is_replaced() {
+        let f = Fixture::new().await;
+        let snap = variant(&f, "small.jsonl", |s| s.customers = 50);
+        let Fixture { dir: _dir, store, .. } = f;
+        let store = Arc::new(store);
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader =
+            {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        seen.push(
+                            store
+                                .reads()
+                                .with(|c| {
+                                    Ok(c.query_row("SELECT count(*) FROM customers", [], |r| {
+                                        r.get::<_, i64>(0)
+                                    })?)
+                                })
+                                .map_err(|e| e.to_string()),
+                        );
+                    }
+                    seen
+                })
+            };
+        for _ in 0..5 {
+            import(&store, &snap).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let seen = reader.join().unwrap();
+        let errors: Vec<&String> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(errors.is_empty(), "queries failed during the swaps: {errors:?}");
+        let counts: std::collections::BTreeSet<i64> = seen.iter().map(|r| *r.as_ref().unwrap()).collect();
+        assert!(counts.iter().all(|c| [200, 50].contains(c)), "{counts:?}");
+        assert_eq!(seen.last().unwrap().as_ref().unwrap(), &50);
+        assert_eq!(
+            store
+                .reads()
+                .with(|c| Ok(c.query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))?))
+                .unwrap(),
+            50
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_full_snapshot_leaves_the_file_and_no_new_one() {
+        let f = Fixture::new().await;
+        let db = f.dir.path().join("store.db");
+        let old_inode = inode(&db);
+        let good = std::fs::read_to_string(f.dir.path().join("snap.jsonl")).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        let cut = f.dir.path().join("cut.jsonl");
+        std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).unwrap();
+        let err = import(&f.store, &cut).await.unwrap_err();
+        assert!(err.to_string().contains("incomplete"), "{err}");
+        assert_eq!(inode(&db), old_inode);
+        assert!(
+            leftovers(f.dir.path()).is_empty(),
+            "{:?}",
+            leftovers(f.dir.path())
+        );
+        assert_eq!(f.count("SELECT count(*) FROM customers"), 200);
+        f.store
+            .record_pos_transaction(Captured::at(NOW, pos_tx(1)))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_load_is_removed_at_start() {
+        let f = Fixture::new().await;
+        let Fixture { dir, store, .. } = f;
+        store.close();
+        for name in ["store.db.loading", "store.db.loading-journal"] {
+            std::fs::write(dir.path().join(name), b"half a database").unwrap();
+        }
+        let store = Store::open(StoreOptions::new(dir.path().join("store.db"), hasher())).unwrap();
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        let n: i64 = store
+            .reads()
+            .with(|c| Ok(c.query_row("SELECT count(*) FROM customers", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 200);
+    }
+
+    /// Every row of every table the cloud fills, and the stream positions,
+    /// without the times of the load (`updated_at_ms`).
+    fn cached_rows(store: &Store) -> Vec<(String, Vec<Vec<Value>>)> {
+        store
+            .reads()
+            .with(|c| {
+                let mut out = Vec::new();
+                for t in crate::events::DownlinkStream::ALL
+                    .iter()
+                    .flat_map(|s| s.tables().iter().copied())
+                {
+                    out.push((t.to_string(), rows_of(c, t, "updated_at_ms")?));
+                }
+                let positions = c
+                    .prepare("SELECT stream, epoch, last_seq FROM downlink_streams ORDER BY stream")?
+                    .query_map([], |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?]))?
+                    .collect::<Result<Vec<Vec<Value>>, _>>()?;
+                out.push(("downlink_streams".into(), positions));
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_another_connection_open_the_snapshot_is_copied_in_place() {
+        let f = Fixture::new().await;
+        record_local_state(&f).await;
+        let db = f.dir.path().join("store.db");
+        let local_before = local_rows(&f);
+        // What an offline CLI command or a monitoring script would hold.
+        let other = rusqlite::Connection::open(&db).unwrap();
+        let n: i64 = other
+            .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 200);
+        let old_inode = inode(&db);
+        let snap = variant(&f, "other.jsonl", |s| {
+            s.seed = 9;
+            s.customers = 60;
+        });
+        let report = import(&f.store, &snap).await.unwrap();
+        assert_eq!(report.counts["customers"], 60);
+        assert_eq!(
+            inode(&db),
+            old_inode,
+            "the file was not replaced under the other connection"
+        );
+        assert!(
+            leftovers(f.dir.path()).is_empty(),
+            "{:?}",
+            leftovers(f.dir.path())
+        );
+        let n: i64 = other
+            .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 60, "the other connection sees the new data in the same file");
+        let strip = |rows: Vec<(String, Vec<Vec<Value>>)>| -> Vec<(String, Vec<Vec<Value>>)> {
+            rows.into_iter()
+                .filter(|(t, _)| t != "downlink_streams")
+                .collect()
+        };
+        assert_eq!(strip(local_rows(&f)), strip(local_before));
+        // The same cached rows and positions as a fresh store that swapped the file in.
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let fresh = Store::open(StoreOptions::new(fresh_dir.path().join("store.db"), hasher())).unwrap();
+        import(&fresh, &snap).await.unwrap();
+        let copied = cached_rows(&f.store);
+        assert!(
+            copied
+                .iter()
+                .any(|(t, rows)| t == "cart_lines" && !rows.is_empty())
+        );
+        assert!(
+            copied
+                .iter()
+                .any(|(t, rows)| t == "order_lines" && !rows.is_empty())
+        );
+        let swapped = cached_rows(&fresh);
+        for ((table, a), (_, b)) in copied.iter().zip(&swapped) {
+            let differ: Vec<_> = a.iter().zip(b).filter(|(x, y)| x != y).take(1).collect();
+            assert!(
+                a.len() == b.len() && differ.is_empty(),
+                "{table}: {} vs {} rows, first difference {differ:?}",
+                a.len(),
+                b.len()
+            );
+        }
+        assert_eq!(f.scalar::<String>("PRAGMA integrity_check"), "ok");
+        // The indexes dropped for the copy are back.
+        let indexes: i64 =
+            f.scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL");
+        let fresh_indexes: i64 = fresh
+            .reads()
+            .with(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(indexes, fresh_indexes);
+        fresh.close();
+
+        // Once the other connection is gone, the next full snapshot replaces the file.
+        drop(other);
+        let report = import(&f.store, &f.dir.path().join("snap.jsonl")).await.unwrap();
+        assert_eq!(report.counts["customers"], 200);
+        assert_ne!(inode(&db), old_inode);
+        assert_eq!(f.count("SELECT count(*) FROM customers"), 200);
+        assert_eq!(f.outbox_depth(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_partial_snapshot_is_loaded_in_place_all_or_nothing() {
+        let f = Fixture::new().await;
+        let db = f.dir.path().join("store.db");
+        let old_inode = inode(&db);
+        let full = variant(&f, "more-products.jsonl", |s| s.products = 120);
+        let good = products_only(&std::fs::read_to_string(&full).unwrap());
+        // A bad product just before the end: everything before it was inserted.
+        let mut lines: Vec<&str> = good.lines().collect();
+        let at = lines.len() - 2;
+        lines[at] =
+            r#"{"product":{"gtin":"4006381333932","sku":"X","name":"Bad","price_minor":1,"currency":"EUR"}}"#;
+        let bad = f.dir.path().join("bad-products.jsonl");
+        std::fs::write(&bad, lines.join("\n")).unwrap();
+        let err = import(&f.store, &bad).await.unwrap_err();
+        assert!(err.to_string().contains("check digit"), "{err}");
+        assert_eq!(
+            f.count("SELECT count(*) FROM products"),
+            80,
+            "nothing of it was kept"
+        );
+
+        let part = f.dir.path().join("products.jsonl");
+        std::fs::write(&part, good).unwrap();
+        let report = import(&f.store, &part).await.unwrap();
+        assert_eq!(report.counts["products"], 120);
+        assert!(!report.counts.contains_key("customers"));
+        assert_eq!(inode(&db), old_inode, "loaded in place");
+        assert_eq!(f.count("SELECT count(*) FROM products"), 120);
+        assert_eq!(f.count("SELECT count(*) FROM customers"), 200);
     }
 }

@@ -39,6 +39,16 @@ pub(crate) fn keep_helper(helper: JoinHandle<()>) {
     });
 }
 
+/// Called from a job on the writer thread: waits for every helper it started
+/// (before the database file is replaced, no helper may hold the old one open).
+pub(crate) fn join_helpers() {
+    for helper in HELPERS.with(|h| std::mem::take(&mut *h.borrow_mut())) {
+        if helper.join().is_err() {
+            tracing::error!("A helper thread of the SQLite writer panicked.");
+        }
+    }
+}
+
 /// A handle to the writer thread. Cloning is cheap; the thread stops when the
 /// last handle is dropped or [`Writer::shutdown`] is called.
 #[derive(Clone)]
@@ -89,11 +99,7 @@ impl Writer {
                 while let Some(job) = rx.blocking_recv() {
                     job(&mut conn);
                 }
-                for helper in HELPERS.with(|h| std::mem::take(&mut *h.borrow_mut())) {
-                    if helper.join().is_err() {
-                        tracing::error!("A helper thread of the SQLite writer panicked.");
-                    }
-                }
+                join_helpers();
                 // Fold the WAL back into the database so a stopped agent leaves one
                 // self-contained file (backups, copies, `db integrity` from a rescue disk).
                 fold_wal(&conn, "shutdown");

@@ -1,0 +1,434 @@
+//! A full snapshot is loaded into a new database file, which then replaces the
+//! live one in one `rename(2)`.
+//!
+//! A snapshot that replaces every cached table would, loaded in place, go
+//! through the WAL twice (once at the commit, once at the checkpoint) and keep
+//! the writer busy for both. The new file is written without a journal, with
+//! one `fsync` at the end: if anything fails or the process dies before the
+//! rename, the new file is an unfinished leftover (deleted at the next start)
+//! and the live database was never touched. What the agent recorded itself
+//! (outbox, POS transactions, returns, journal, dead letters, settings) is
+//! copied into the new file before the load, in the same writer job, so no
+//! write can come in between.
+//!
+//! The swap: the read pool is drained (queries wait a few milliseconds), the
+//! writer's checkpoint helper joined, the old WAL checkpointed to empty and
+//! every connection closed. SQLite deletes `-wal` and `-shm` when the last
+//! connection of any process closes; if they are still there, another process
+//! (an offline CLI command, a monitoring script, `sqlite3`) has the file open.
+//! Swapping then would be wrong: that process would share its `-shm`, which
+//! says how big the database is, with the new file. So the agent reopens the
+//! live database at once and copies the loaded tables from the new file into it
+//! in one transaction instead — slower (through the WAL), with the same result.
+//! Otherwise the new file is renamed over the old one, the directory synced,
+//! and the connections reopened on it. A process that opened the old file in
+//! the moment between the check and the rename finds no WAL to share, and sees
+//! SQLite's own protection: its writes fail with `SQLITE_READONLY_DBMOVED`, and
+//! its close neither checkpoints nor deletes the new file's WAL.
+
+use super::super::connection::{self, Access};
+use super::super::{ReadPool, StoreError, schema};
+use super::{
+    BULK_CACHE_KIB, Batch, ImportReport, SnapshotError, SnapshotHeader, clear_tables, covered_streams,
+    finish_load, insert_records,
+};
+use crate::events::DownlinkStream;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How the swap went, when it did not fail.
+enum Swap {
+    /// The new file is the database now.
+    Done,
+    /// Another process has the live file open (the reason says how it shows):
+    /// the live database is open again, unchanged.
+    OthersOpen(String),
+}
+
+/// What the import needs to replace the database file.
+#[derive(Clone)]
+pub(crate) struct SwapTarget {
+    /// The live database file.
+    pub db: PathBuf,
+    /// The store's read pool, drained and refilled around the swap.
+    pub reads: ReadPool,
+    /// The store's busy timeout, for the reopened write connection.
+    pub busy_timeout: Duration,
+}
+
+/// Whether the snapshot replaces every table the cloud fills: then it is
+/// loaded into a new file.
+pub(super) fn is_full(header: &SnapshotHeader) -> bool {
+    let covered = covered_streams(header);
+    DownlinkStream::ALL
+        .iter()
+        .filter(|s| !s.tables().is_empty())
+        .all(|s| covered.contains(s))
+}
+
+/// The file a full snapshot is loaded into, next to the database.
+pub(crate) fn loading_path(db: &Path) -> PathBuf {
+    suffixed(db, ".loading")
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Deletes what an unfinished load left next to `db` (the new file and its
+/// journal files). Run at start and after a failed load.
+pub(crate) fn remove_leftovers(db: &Path) -> Result<(), StoreError> {
+    let loading = loading_path(db);
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let file = suffixed(&loading, suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => tracing::info!(file = %file.display(), "Removed an unfinished snapshot load."),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    context: format!("cannot remove the unfinished snapshot load {}", file.display()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads a full snapshot into a new file and swaps it in (see the module
+/// documentation). `conn` is the writer's connection; it is replaced by one to
+/// the new file. On error the live database is as it was.
+pub(super) fn load_into_new_file(
+    conn: &mut Connection,
+    target: &SwapTarget,
+    path: &Path,
+    header: &SnapshotHeader,
+    batches: mpsc::Receiver<Result<Batch, SnapshotError>>,
+    spent: mpsc::SyncSender<Batch>,
+) -> Result<ImportReport, StoreError> {
+    remove_leftovers(&target.db)?;
+    let new_file = loading_path(&target.db);
+    let started = Instant::now();
+    let result = build(conn, target, &new_file, path, header, batches, spent).and_then(|report| {
+        let built = Instant::now();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        match swap_in(conn, target, &new_file)? {
+            Swap::Done => tracing::info!(
+                file = %target.db.display(),
+                build_ms = ms(built - started),
+                swap_ms = ms(built.elapsed()),
+                "Full snapshot loaded into a new database file, which replaced the old one."
+            ),
+            Swap::OthersOpen(why) => {
+                tracing::warn!(
+                    file = %target.db.display(),
+                    why,
+                    "Another process has the database open: the snapshot is copied into it in place \
+                     (slower) instead of replacing the file."
+                );
+                copy_into_live(conn, &new_file, header)?;
+                remove_leftovers(&target.db)?;
+                tracing::info!(
+                    file = %target.db.display(),
+                    build_ms = ms(built - started),
+                    copy_ms = ms(built.elapsed()),
+                    "Full snapshot loaded, copied into the live database."
+                );
+            }
+        }
+        Ok(report)
+    });
+    if result.is_err() {
+        if let Err(e) = remove_leftovers(&target.db) {
+            tracing::warn!(error = %e, "The unfinished snapshot load stays until the next start.");
+        }
+    }
+    result
+}
+
+/// Writes the new file: schema, the agent's own rows copied from the live
+/// database, then the snapshot; fsynced, in WAL mode, closed.
+fn build(
+    live: &Connection,
+    target: &SwapTarget,
+    new_file: &Path,
+    path: &Path,
+    header: &SnapshotHeader,
+    batches: mpsc::Receiver<Result<Batch, SnapshotError>>,
+    spent: mpsc::SyncSender<Batch>,
+) -> Result<ImportReport, StoreError> {
+    let page_size: i64 = live.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let auto_vacuum: i64 = live.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    let mut new = Connection::open_with_flags(
+        new_file,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Both before the first table exists.
+    new.pragma_update(None, "page_size", page_size)?;
+    new.pragma_update(None, "auto_vacuum", auto_vacuum)?;
+    // No journal and no fsync while the file is built: until the rename, a
+    // failure only leaves a leftover to delete. One fsync at the end.
+    let mode: String = new.query_row("PRAGMA journal_mode = OFF", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("off") {
+        return Err(StoreError::Internal(format!(
+            "the new database file refused journal_mode OFF (got {mode})"
+        )));
+    }
+    new.pragma_update(None, "synchronous", "OFF")?;
+    new.pragma_update(None, "foreign_keys", true)?;
+    new.pragma_update(None, "temp_store", "MEMORY")?;
+    new.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+    new.pragma_update(None, "threads", 2)?;
+    schema::migrate(&mut new)?;
+    let covered = covered_streams(header);
+    let covered_tables: Vec<&str> = covered.iter().flat_map(|s| s.tables().iter().copied()).collect();
+    copy_local_rows(&mut new, &target.db, &covered_tables)?;
+    let mut phases = Phases::start();
+    let report = {
+        let tx = new.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let indexes = clear_tables(&tx, &covered)?;
+        let report = insert_records(&tx, path, &covered, batches, spent)?;
+        phases.mark("insert_ms");
+        finish_load(&tx, path, header, &indexes)?;
+        phases.mark("index_ms");
+        tx.commit()?;
+        phases.mark("commit_ms");
+        report
+    };
+    // The file header says WAL from now on; closing the only connection folds
+    // the (tiny) WAL of that change back and deletes it.
+    let mode: String = new.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Internal(format!(
+            "the new database file refused journal_mode WAL (got {mode})"
+        )));
+    }
+    new.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
+    for suffix in ["-wal", "-shm"] {
+        let file = suffixed(new_file, suffix);
+        if file.exists() {
+            return Err(StoreError::Internal(format!(
+                "{} is still there after the new database file was closed",
+                file.display()
+            )));
+        }
+    }
+    let io = |context: &str, source| StoreError::Io {
+        context: format!("{context} {}", new_file.display()),
+        source,
+    };
+    phases.mark("wal_ms");
+    std::fs::File::open(new_file)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("cannot flush the new database file", e))?;
+    phases.mark("fsync_ms");
+    tracing::debug!(phases = %phases, "New database file built.");
+    Ok(report)
+}
+
+/// Milliseconds of the steps of a build, for the log.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, u128)>,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, (now - self.last).as_millis()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, ms)) in self.done.iter().enumerate() {
+            write!(f, "{}{name}={ms}", if i == 0 { "" } else { " " })?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies every row the snapshot does not replace (the tables not in
+/// `replaced`, all stream positions) from the live database at `live` into
+/// `new`, in one transaction.
+fn copy_local_rows(new: &mut Connection, live: &Path, replaced: &[&str]) -> Result<(), StoreError> {
+    let live_path = live
+        .to_str()
+        .ok_or_else(|| StoreError::Internal(format!("the database path {} is not UTF-8", live.display())))?;
+    new.execute("ATTACH DATABASE ?1 AS live", [live_path])?;
+    let copied = (|| {
+        let tx = new.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let versions: (i64, i64) = tx.query_row(
+            "SELECT (SELECT user_version FROM main.pragma_user_version),
+                    (SELECT user_version FROM live.pragma_user_version)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if versions.0 != versions.1 {
+            return Err(StoreError::Internal(format!(
+                "the live database has schema version {}, the new file {}",
+                versions.1, versions.0
+            )));
+        }
+        // In creation order, so a table comes before the tables that refer to it.
+        let tables: Vec<String> = tx
+            .prepare(
+                "SELECT name FROM main.sqlite_schema
+                 WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for table in tables.iter().filter(|t| !replaced.contains(&t.as_str())) {
+            let columns = column_list(&tx, table)?;
+            tx.execute(&format!("DELETE FROM main.\"{table}\""), [])?;
+            tx.execute(
+                &format!("INSERT INTO main.\"{table}\" ({columns}) SELECT {columns} FROM live.\"{table}\""),
+                [],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    let detached = new.execute("DETACH DATABASE live", []);
+    copied?;
+    detached?;
+    Ok(())
+}
+
+/// Replaces the live database by `new_file` and reopens every connection on it.
+/// Before the rename, a failure reopens the live database and is returned.
+fn swap_in(conn: &mut Connection, target: &SwapTarget, new_file: &Path) -> Result<Swap, StoreError> {
+    target.reads.drain();
+    super::super::writer::join_helpers();
+    let before_rename = release_live(conn, target).and_then(|others| match others {
+        Some(why) => Ok(Some(why)),
+        None => std::fs::rename(new_file, &target.db)
+            .map(|()| None)
+            .map_err(|source| StoreError::Io {
+                context: format!(
+                    "cannot move the new database file {} to {}",
+                    new_file.display(),
+                    target.db.display()
+                ),
+                source,
+            }),
+    });
+    match before_rename {
+        Ok(None) => {}
+        Ok(Some(why)) => {
+            reopen(conn, target)?;
+            return Ok(Swap::OthersOpen(why));
+        }
+        Err(e) => {
+            return Err(match reopen(conn, target) {
+                Ok(()) => e,
+                Err(again) => {
+                    StoreError::Internal(format!("{e}; then reopening the database failed: {again}"))
+                }
+            });
+        }
+    }
+    // The rename must be on disk before anything is written to the new file.
+    if let Some(dir) = target.db.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "Cannot sync the database directory after the swap.");
+    }
+    reopen(conn, target)?;
+    Ok(Swap::Done)
+}
+
+/// Checkpoints the live WAL to empty and closes the write connection. Returns
+/// how another process shows that it has the file open, if one does.
+fn release_live(conn: &mut Connection, target: &SwapTarget) -> Result<Option<String>, StoreError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Ok(Some(
+            "its WAL could not be emptied: another connection is reading".into(),
+        ));
+    }
+    let live = std::mem::replace(conn, Connection::open_in_memory()?);
+    live.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
+    for suffix in ["-wal", "-shm"] {
+        let file = suffixed(&target.db, suffix);
+        if file.exists() {
+            return Ok(Some(format!(
+                "{} is still there after the agent closed its connections",
+                file.display()
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The fallback when the file cannot be replaced: copies the tables the
+/// snapshot replaces, and its stream positions, from the finished `new_file`
+/// into the live database, in one transaction.
+fn copy_into_live(conn: &mut Connection, new_file: &Path, header: &SnapshotHeader) -> Result<(), StoreError> {
+    let new_path = new_file
+        .to_str()
+        .ok_or_else(|| StoreError::Internal(format!("the path {} is not UTF-8", new_file.display())))?;
+    conn.execute("ATTACH DATABASE ?1 AS loaded", [new_path])?;
+    let covered = covered_streams(header);
+    let copied = super::in_place(conn, |tx| {
+        let indexes = clear_tables(tx, &covered)?;
+        for stream in &covered {
+            // A stream's tables are listed children first; parents go in first.
+            for table in stream.tables().iter().rev() {
+                let columns = column_list(tx, table)?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO main.\"{table}\" ({columns}) SELECT {columns} FROM loaded.\"{table}\""
+                    ),
+                    [],
+                )?;
+            }
+        }
+        for sql in &indexes {
+            tx.execute_batch(sql)?;
+        }
+        let columns = column_list(tx, "downlink_streams")?;
+        let mut positions = tx.prepare(&format!(
+            "INSERT INTO main.downlink_streams ({columns})
+             SELECT {columns} FROM loaded.downlink_streams WHERE stream = ?1"
+        ))?;
+        for stream in &covered {
+            positions.execute([stream.as_str()])?;
+        }
+        Ok(())
+    });
+    let detached = conn.execute("DETACH DATABASE loaded", []);
+    copied?;
+    detached?;
+    Ok(())
+}
+
+/// The quoted column names of `table` in the main database, comma-separated.
+fn column_list(conn: &Connection, table: &str) -> Result<String, StoreError> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM main.pragma_table_info(?1) ORDER BY cid")?
+        .query_map([table], |r| r.get::<_, String>(0))?
+        .map(|c| c.map(|c| format!("\"{}\"", c.replace('"', "\"\""))))
+        .collect::<Result<_, _>>()?;
+    Ok(columns.join(", "))
+}
+
+/// Opens the write connection and the read pool on the file at the database path.
+fn reopen(conn: &mut Connection, target: &SwapTarget) -> Result<(), StoreError> {
+    let opened = connection::open(&target.db, Access::Write, target.busy_timeout);
+    let refilled = target.reads.refill();
+    *conn = opened?;
+    refilled
+}
