@@ -14,6 +14,10 @@ pub(crate) enum Access {
     Write,
     /// A query connection: SQLite refuses any write through it.
     ReadOnly,
+    /// The connection that builds a new database file before it replaces the
+    /// live one (`snapshot/replace.rs`): no journal and no fsync, since until
+    /// the rename a failure only leaves a file to delete.
+    Build,
 }
 
 /// Opens `path` with the agent's pragmas.
@@ -24,7 +28,7 @@ pub(crate) enum Access {
 /// exactly such a commit).
 pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let flags = match access {
-        Access::Write => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Access::Write | Access::Build => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
@@ -39,13 +43,12 @@ pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusql
     // memory reads, not a system call per B-tree page. 256 MiB of address space
     // covers the hot part of a 1M-customer store and fits 32-bit ARM devices.
     conn.pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)?;
+    if access == Access::Build {
+        set_journal_mode(&conn, "OFF")?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
+    }
     if access == Access::Write {
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
-                "journal_mode WAL not available (got {mode}); is the database on a network file system?"
-            )));
-        }
+        set_journal_mode(&conn, "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Erased customers must not linger in free pages (see ARCHITECTURE.md, privacy).
         conn.pragma_update(None, "secure_delete", true)?;
@@ -55,4 +58,16 @@ pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusql
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     }
     Ok(conn)
+}
+
+/// Sets the journal mode, failing if SQLite keeps another one.
+pub(crate) fn set_journal_mode(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    let got: String = conn.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))?;
+    if got.eq_ignore_ascii_case(mode) {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode {mode} not available (got {got}); is the database on a network file system?"
+        )))
+    }
 }

@@ -33,7 +33,7 @@ use super::{
     finish_load, insert_records,
 };
 use crate::events::DownlinkStream;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -131,7 +131,6 @@ pub(super) fn load_into_new_file(
                      (slower) instead of replacing the file."
                 );
                 copy_into_live(conn, &new_file, header)?;
-                remove_leftovers(&target.db)?;
                 tracing::info!(
                     file = %target.db.display(),
                     build_ms = ms(built - started),
@@ -142,12 +141,17 @@ pub(super) fn load_into_new_file(
         }
         Ok(report)
     });
-    if result.is_err() {
-        if let Err(e) = remove_leftovers(&target.db) {
-            tracing::warn!(error = %e, "The unfinished snapshot load stays until the next start.");
+    // Nothing is left after a swap; after a failure or a copy, the new file is.
+    let cleaned = remove_leftovers(&target.db);
+    match (result, cleaned) {
+        (Ok(report), cleaned) => cleaned.map(|()| report),
+        (Err(e), cleaned) => {
+            if let Err(c) = cleaned {
+                tracing::warn!(error = %c, "The unfinished snapshot load stays until the next start.");
+            }
+            Err(e)
         }
     }
-    result
 }
 
 /// Writes the new file: schema, the agent's own rows copied from the live
@@ -163,24 +167,10 @@ fn build(
 ) -> Result<ImportReport, StoreError> {
     let page_size: i64 = live.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     let auto_vacuum: i64 = live.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
-    let mut new = Connection::open_with_flags(
-        new_file,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let mut new = connection::open(new_file, Access::Build, target.busy_timeout)?;
     // Both before the first table exists.
     new.pragma_update(None, "page_size", page_size)?;
     new.pragma_update(None, "auto_vacuum", auto_vacuum)?;
-    // No journal and no fsync while the file is built: until the rename, a
-    // failure only leaves a leftover to delete. One fsync at the end.
-    let mode: String = new.query_row("PRAGMA journal_mode = OFF", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("off") {
-        return Err(StoreError::Internal(format!(
-            "the new database file refused journal_mode OFF (got {mode})"
-        )));
-    }
-    new.pragma_update(None, "synchronous", "OFF")?;
-    new.pragma_update(None, "foreign_keys", true)?;
-    new.pragma_update(None, "temp_store", "MEMORY")?;
     new.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
     new.pragma_update(None, "threads", 2)?;
     schema::migrate(&mut new)?;
@@ -201,30 +191,21 @@ fn build(
     };
     // The file header says WAL from now on; closing the only connection folds
     // the (tiny) WAL of that change back and deletes it.
-    let mode: String = new.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    connection::set_journal_mode(&new, "WAL")?;
+    new.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
+    if let Some(file) = wal_left(new_file) {
         return Err(StoreError::Internal(format!(
-            "the new database file refused journal_mode WAL (got {mode})"
+            "{} is still there after the new database file was closed",
+            file.display()
         )));
     }
-    new.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
-    for suffix in ["-wal", "-shm"] {
-        let file = suffixed(new_file, suffix);
-        if file.exists() {
-            return Err(StoreError::Internal(format!(
-                "{} is still there after the new database file was closed",
-                file.display()
-            )));
-        }
-    }
-    let io = |context: &str, source| StoreError::Io {
-        context: format!("{context} {}", new_file.display()),
-        source,
-    };
     phases.mark("wal_ms");
     std::fs::File::open(new_file)
         .and_then(|f| f.sync_all())
-        .map_err(|e| io("cannot flush the new database file", e))?;
+        .map_err(|source| StoreError::Io {
+            context: format!("cannot flush the new database file {}", new_file.display()),
+            source,
+        })?;
     phases.mark("fsync_ms");
     tracing::debug!(phases = %phases, "New database file built.");
     Ok(report)
@@ -264,11 +245,7 @@ impl std::fmt::Display for Phases {
 /// `replaced`, all stream positions) from the live database at `live` into
 /// `new`, in one transaction.
 fn copy_local_rows(new: &mut Connection, live: &Path, replaced: &[&str]) -> Result<(), StoreError> {
-    let live_path = live
-        .to_str()
-        .ok_or_else(|| StoreError::Internal(format!("the database path {} is not UTF-8", live.display())))?;
-    new.execute("ATTACH DATABASE ?1 AS live", [live_path])?;
-    let copied = (|| {
+    with_attached(new, live, "live", |new| {
         let tx = new.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let versions: (i64, i64) = tx.query_row(
             "SELECT (SELECT user_version FROM main.pragma_user_version),
@@ -291,19 +268,48 @@ fn copy_local_rows(new: &mut Connection, live: &Path, replaced: &[&str]) -> Resu
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for table in tables.iter().filter(|t| !replaced.contains(&t.as_str())) {
-            let columns = column_list(&tx, table)?;
             tx.execute(&format!("DELETE FROM main.\"{table}\""), [])?;
-            tx.execute(
-                &format!("INSERT INTO main.\"{table}\" ({columns}) SELECT {columns} FROM live.\"{table}\""),
-                [],
-            )?;
+            copy_table(&tx, "live", table, "")?;
         }
         tx.commit()?;
         Ok(())
-    })();
-    let detached = new.execute("DETACH DATABASE live", []);
-    copied?;
+    })
+}
+
+/// Runs `f` with the database file `file` attached to `conn` as `alias`, and
+/// detaches it afterwards, whatever `f` returned.
+fn with_attached<R>(
+    conn: &mut Connection,
+    file: &Path,
+    alias: &str,
+    f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let name = file
+        .to_str()
+        .ok_or_else(|| StoreError::Internal(format!("the path {} is not UTF-8", file.display())))?;
+    conn.execute(&format!("ATTACH DATABASE ?1 AS {alias}"), [name])?;
+    let result = f(conn);
+    let detached = conn.execute(&format!("DETACH DATABASE {alias}"), []);
+    let out = result?;
     detached?;
+    Ok(out)
+}
+
+/// `INSERT INTO main.table SELECT … FROM from.table` with the columns by name,
+/// and `filter` (a `WHERE` clause, or empty) after it.
+fn copy_table(conn: &Connection, from: &str, table: &str, filter: &str) -> Result<(), StoreError> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM main.pragma_table_info(?1) ORDER BY cid")?
+        .query_map([table], |r| r.get::<_, String>(0))?
+        .map(|c| c.map(|c| format!("\"{}\"", c.replace('"', "\"\""))))
+        .collect::<Result<_, _>>()?;
+    let columns = columns.join(", ");
+    conn.execute(
+        &format!(
+            "INSERT INTO main.\"{table}\" ({columns}) SELECT {columns} FROM {from}.\"{table}\" {filter}"
+        ),
+        [],
+    )?;
     Ok(())
 }
 
@@ -312,19 +318,20 @@ fn copy_local_rows(new: &mut Connection, live: &Path, replaced: &[&str]) -> Resu
 fn swap_in(conn: &mut Connection, target: &SwapTarget, new_file: &Path) -> Result<Swap, StoreError> {
     target.reads.drain();
     super::super::writer::join_helpers();
-    let before_rename = release_live(conn, target).and_then(|others| match others {
-        Some(why) => Ok(Some(why)),
-        None => std::fs::rename(new_file, &target.db)
-            .map(|()| None)
-            .map_err(|source| StoreError::Io {
-                context: format!(
-                    "cannot move the new database file {} to {}",
-                    new_file.display(),
-                    target.db.display()
-                ),
-                source,
-            }),
-    });
+    let before_rename = (|| {
+        if let Some(why) = release_live(conn, target)? {
+            return Ok(Some(why));
+        }
+        std::fs::rename(new_file, &target.db).map_err(|source| StoreError::Io {
+            context: format!(
+                "cannot move the new database file {} to {}",
+                new_file.display(),
+                target.db.display()
+            ),
+            source,
+        })?;
+        Ok(None)
+    })();
     match before_rename {
         Ok(None) => {}
         Ok(Some(why)) => {
@@ -361,68 +368,45 @@ fn release_live(conn: &mut Connection, target: &SwapTarget) -> Result<Option<Str
     }
     let live = std::mem::replace(conn, Connection::open_in_memory()?);
     live.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
-    for suffix in ["-wal", "-shm"] {
-        let file = suffixed(&target.db, suffix);
-        if file.exists() {
-            return Ok(Some(format!(
-                "{} is still there after the agent closed its connections",
-                file.display()
-            )));
-        }
-    }
-    Ok(None)
+    Ok(wal_left(&target.db).map(|file| {
+        format!(
+            "{} is still there after the agent closed its connections",
+            file.display()
+        )
+    }))
+}
+
+/// The `-wal` or `-shm` file of `db`, if one exists: SQLite deletes both when
+/// the last connection (of any process) closes.
+fn wal_left(db: &Path) -> Option<PathBuf> {
+    ["-wal", "-shm"]
+        .into_iter()
+        .map(|suffix| suffixed(db, suffix))
+        .find(|file| file.exists())
 }
 
 /// The fallback when the file cannot be replaced: copies the tables the
 /// snapshot replaces, and its stream positions, from the finished `new_file`
 /// into the live database, in one transaction.
 fn copy_into_live(conn: &mut Connection, new_file: &Path, header: &SnapshotHeader) -> Result<(), StoreError> {
-    let new_path = new_file
-        .to_str()
-        .ok_or_else(|| StoreError::Internal(format!("the path {} is not UTF-8", new_file.display())))?;
-    conn.execute("ATTACH DATABASE ?1 AS loaded", [new_path])?;
     let covered = covered_streams(header);
-    let copied = super::in_place(conn, |tx| {
-        let indexes = clear_tables(tx, &covered)?;
-        for stream in &covered {
-            // A stream's tables are listed children first; parents go in first.
-            for table in stream.tables().iter().rev() {
-                let columns = column_list(tx, table)?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO main.\"{table}\" ({columns}) SELECT {columns} FROM loaded.\"{table}\""
-                    ),
-                    [],
-                )?;
+    with_attached(conn, new_file, "loaded", |conn| {
+        super::in_place(conn, |tx| {
+            let indexes = clear_tables(tx, &covered)?;
+            for stream in &covered {
+                // A stream's tables are listed children first; parents go in first.
+                for table in stream.tables().iter().rev() {
+                    copy_table(tx, "loaded", table, "")?;
+                }
+                let only = format!("WHERE stream = '{}'", stream.as_str());
+                copy_table(tx, "loaded", "downlink_streams", &only)?;
             }
-        }
-        for sql in &indexes {
-            tx.execute_batch(sql)?;
-        }
-        let columns = column_list(tx, "downlink_streams")?;
-        let mut positions = tx.prepare(&format!(
-            "INSERT INTO main.downlink_streams ({columns})
-             SELECT {columns} FROM loaded.downlink_streams WHERE stream = ?1"
-        ))?;
-        for stream in &covered {
-            positions.execute([stream.as_str()])?;
-        }
-        Ok(())
-    });
-    let detached = conn.execute("DETACH DATABASE loaded", []);
-    copied?;
-    detached?;
-    Ok(())
-}
-
-/// The quoted column names of `table` in the main database, comma-separated.
-fn column_list(conn: &Connection, table: &str) -> Result<String, StoreError> {
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM main.pragma_table_info(?1) ORDER BY cid")?
-        .query_map([table], |r| r.get::<_, String>(0))?
-        .map(|c| c.map(|c| format!("\"{}\"", c.replace('"', "\"\""))))
-        .collect::<Result<_, _>>()?;
-    Ok(columns.join(", "))
+            for sql in &indexes {
+                tx.execute_batch(sql)?;
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Opens the write connection and the read pool on the file at the database path.
