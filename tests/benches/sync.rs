@@ -1054,6 +1054,14 @@ fn snapshot(sizes: &Sizes, data: &Path, aux: &Runtime, agent_rt: &Runtime) -> Sn
     let manifest = aux.block_on(cloud.manifest(None)).expect("the base manifest");
     let base_file = snapshot_dir.join(manifest.url.rsplit('/').next().expect("a file name"));
     let records = trailer_records(&base_file);
+    // The cloud has just written its database and the base file (about 2 GB). Flush them
+    // before the clock starts, so that the kernel's write-back of the cloud's preparation
+    // does not share the disk and the CPU with the measured load.
+    let synced = std::process::Command::new("sync").status();
+    assert!(
+        synced.is_ok_and(|s| s.success()),
+        "sync(1) flushes the cloud's files"
+    );
 
     let mut agent = Agent::open(agent_config(&dir.path().join("agent"), broker.port()));
     // Watched through the agent's own read pool, as the screens read: a connection of the

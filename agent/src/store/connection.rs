@@ -34,7 +34,11 @@ pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusql
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_timeout)?;
-    conn.pragma_update(None, "foreign_keys", true)?;
+    // The build connection loads snapshot records whose lines travel inside their
+    // cart or order, and copies rows that were consistent in the live file: it
+    // has nothing for foreign keys to catch, and checking them costs the load a
+    // parent lookup per line.
+    conn.pragma_update(None, "foreign_keys", access != Access::Build)?;
     // Keep temporary b-trees (sorts, big IN lists) in memory; the data is small.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // A larger statement cache: the screens' queries are few and hot.

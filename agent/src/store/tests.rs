@@ -727,6 +727,89 @@ async fn another_hashing_key_is_refused_on_open() {
     assert!(err.to_string().contains("fingerprint"), "{err}");
 }
 
+/// The parser sends loyalty cards in runs sorted by hash (`snapshot::CARD_RUN`); what
+/// the import does with them must not change: the last copy of a card wins, every card
+/// is there, and a card after the end record is still refused.
+#[tokio::test]
+async fn sorted_card_runs_load_what_the_file_says() {
+    let f = Fixture::new().await;
+    let cards_before = f.count("SELECT count(*) FROM loyalty_cards");
+    let text = std::fs::read_to_string(f.dir.path().join("snap.jsonl")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let end = lines.pop().unwrap();
+    let records: u64 = serde_json::from_str::<serde_json::Value>(&end).unwrap()["end"]["records"]
+        .as_u64()
+        .unwrap();
+    // A later copy of the first card, moved to another customer and blocked.
+    let first: serde_json::Value = lines
+        .iter()
+        .find(|l| l.starts_with(r#"{"loyalty_card""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    let hash = first["loyalty_card"]["card_hash"].as_str().unwrap().to_string();
+    let owner = first["loyalty_card"]["customer_id"].as_str().unwrap().to_string();
+    let other = f.scalar::<String>(&format!(
+        "SELECT customer_id FROM customers WHERE customer_id <> '{owner}' LIMIT 1"
+    ));
+    lines.push(format!(
+        r#"{{"loyalty_card":{{"card_hash":"{hash}","customer_id":"{other}","status":"blocked"}}}}"#
+    ));
+    lines.push(format!(r#"{{"end":{{"records":{}}}}}"#, records + 1));
+    let dup = f.dir.path().join("dup.jsonl");
+    std::fs::write(&dup, lines.join("\n")).unwrap();
+    f.store
+        .import_snapshot(&dup, ImportExpectations::default())
+        .await
+        .unwrap();
+    assert_eq!(f.count("SELECT count(*) FROM loyalty_cards"), cards_before);
+    assert_eq!(
+        f.scalar::<String>(&format!(
+            "SELECT customer_id || ' ' || status FROM loyalty_cards WHERE card_hash = X'{hash}'"
+        )),
+        format!("{other} blocked"),
+        "the later copy of the card wins"
+    );
+    // Every card of the file is there under its own hash.
+    let hashes: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with(r#"{"loyalty_card""#))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["loyalty_card"]["card_hash"].as_str().unwrap().to_uppercase()
+        })
+        .collect();
+    let stored: std::collections::BTreeSet<String> = f
+        .store
+        .reads()
+        .with(|c| {
+            let mut stmt = c.prepare("SELECT hex(card_hash) FROM loyalty_cards")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(stored, hashes.into_iter().collect());
+
+    // A card behind the end record: refused, naming its line, nothing changed.
+    let after = f.dir.path().join("after.jsonl");
+    let card_line = lines.len() + 1;
+    lines.push(format!(
+        r#"{{"loyalty_card":{{"card_hash":"{}","customer_id":"{other}"}}}}"#,
+        "00".repeat(32)
+    ));
+    std::fs::write(&after, lines.join("\n")).unwrap();
+    let err = f
+        .store
+        .import_snapshot(&after, ImportExpectations::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("line {card_line}")) && err.contains("after the end record"),
+        "{err}"
+    );
+    assert_eq!(f.count("SELECT count(*) FROM loyalty_cards"), cards_before);
+}
+
 #[tokio::test]
 async fn import_is_all_or_nothing() {
     let f = Fixture::new().await;
