@@ -22,6 +22,10 @@ use store_agent::store::entities::{self, OrderRecord};
 use store_agent::store::snapshot::{ImportExpectations, SnapshotRecord};
 use store_agent::store::{KeyedHasher, Store, StoreOptions, queries, schema};
 
+// The shipped binary's allocator, so that the store runs here as it runs in `store-agent`.
+#[global_allocator]
+static ALLOCATOR: store_agent::Allocator = store_agent::Allocator;
+
 const SEED: u64 = 2026;
 const REFERENCE_TIME_MS: i64 = 1_790_000_000_000;
 

@@ -3,6 +3,9 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: store_agent::Allocator = store_agent::Allocator;
+
 fn main() -> ExitCode {
     let cli = store_agent::cli::Cli::parse();
     if !cli.is_daemon() {

@@ -32,6 +32,10 @@ use store_agent_e2e::{STORE_ID, TENANT_ID, cpu_model, path_str, toml_string};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
+// The shipped binary's allocator, so that the agent runs here as it runs in `store-agent`.
+#[global_allocator]
+static ALLOCATOR: store_agent::Allocator = store_agent::Allocator;
+
 /// The cloud's sample store (the devices start with a copy of it, in sync).
 const SEED: u64 = 1;
 const CUSTOMERS: u64 = 200;

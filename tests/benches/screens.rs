@@ -27,6 +27,10 @@ use store_agent::store::{Store, queries};
 use store_agent_e2e::http::request;
 use store_agent_e2e::{DEVICE_ID, Pty, STORE_ID, TENANT_ID, cpu_model, path_str, toml_string};
 
+// The shipped binary's allocator, so that the agent runs here as it runs in `store-agent`.
+#[global_allocator]
+static ALLOCATOR: store_agent::Allocator = store_agent::Allocator;
+
 const SEED: u64 = 1;
 /// Scans per second, steady: a busy counter with a hand scanner does far fewer.
 const SCANS_PER_S: u64 = 20;

@@ -38,6 +38,10 @@ use store_agent_e2e::{DEVICE_ID, STORE_ID, TENANT_ID, cpu_model, path_str, toml_
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
+// The shipped binary's allocator, so that the agent runs here as it runs in `store-agent`.
+#[global_allocator]
+static ALLOCATOR: store_agent::Allocator = store_agent::Allocator;
+
 /// Seed of the sample stores. The sample snapshot's streams are at epoch `sample-{SEED}`.
 const SEED: u64 = 1;
 
@@ -1300,6 +1304,11 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    // With RUST_LOG set, the agent's and the cloud's logs go to stderr, as `store-agent run`
+    // writes them (the snapshot load's phases, for one, at `store_agent=debug`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        store_agent::logging::init(store_agent::logging::LogFormat::Text, "info").expect("logging starts");
+    }
     if !mosquitto_or_skip("the sync benchmark") {
         return;
     }
