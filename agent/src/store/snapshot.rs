@@ -484,19 +484,17 @@ fn parse_file(path: &Path, source: SnapshotSource, ends: ParserEnds, card_run: u
                     return;
                 }
                 batch.push((n, r));
-                if end && tx.send(Ok(std::mem::replace(&mut batch, reuse(&spent)))).is_err() {
+                // A full batch goes too, and its replacement is one the writer
+                // has finished with ([`reuse`]).
+                if (end || batch.len() == BATCH)
+                    && tx.send(Ok(std::mem::replace(&mut batch, reuse(&spent)))).is_err()
+                {
                     return;
                 }
             }
             Err(e) => {
                 let _ = tx.send(Ok(std::mem::take(&mut batch)));
                 let _ = tx.send(Err(line_err(n, e)));
-                return;
-            }
-        }
-        if batch.len() == BATCH {
-            // Free what the writer has finished with, and reuse one of its vectors.
-            if tx.send(Ok(std::mem::replace(&mut batch, reuse(&spent)))).is_err() {
                 return;
             }
         }

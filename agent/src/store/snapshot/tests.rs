@@ -18,21 +18,17 @@ fn config(key: &str) -> String {
 /// customer.
 type Sent = (u64, &'static str, Option<(u8, String)>);
 
-/// What the parser sends for `lines` (after a header line) with runs of
-/// `card_run` cards: (line, kind, card hash's first byte, customer) per record.
-fn parse(lines: &[String], card_run: usize) -> Vec<Vec<Sent>> {
-    let header = r#"{"snapshot":"store-agent","format":1,"tenant_id":"t","store_id":"s","created_at_ms":0,"key_fingerprint":"f","streams":{}}"#;
-    let mut text = format!("{header}\n");
-    for l in lines {
-        text.push_str(l);
-        text.push('\n');
-    }
+const HEADER: &str = r#"{"snapshot":"store-agent","format":1,"tenant_id":"t","store_id":"s","created_at_ms":0,"key_fingerprint":"f","streams":{}}"#;
+
+/// Runs the parser over `text` (header included) with runs of `card_run` cards,
+/// and returns everything it sent after the header.
+fn run_parser(text: Vec<u8>, card_run: usize) -> Vec<Result<Batch, SnapshotError>> {
     let (header_tx, header_rx) = mpsc::sync_channel(1);
     let (batch_tx, batch_rx) = mpsc::sync_channel(1024);
     let (_spent_tx, spent_rx) = mpsc::sync_channel(8);
     parse_file(
         Path::new("test.jsonl"),
-        SnapshotSource::Stream(Box::new(std::io::Cursor::new(text.into_bytes()))),
+        SnapshotSource::Stream(Box::new(std::io::Cursor::new(text))),
         ParserEnds {
             header: header_tx,
             batches: batch_tx,
@@ -41,8 +37,19 @@ fn parse(lines: &[String], card_run: usize) -> Vec<Vec<Sent>> {
         card_run,
     );
     header_rx.recv().unwrap().expect("the header parses");
-    batch_rx
-        .try_iter()
+    batch_rx.try_iter().collect()
+}
+
+/// What the parser sends for `lines` (after a header line) with runs of
+/// `card_run` cards: (line, kind, card hash's first byte, customer) per record.
+fn parse(lines: &[String], card_run: usize) -> Vec<Vec<Sent>> {
+    let mut text = format!("{HEADER}\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    run_parser(text.into_bytes(), card_run)
+        .into_iter()
         .map(|b| {
             b.expect("every line parses")
                 .into_iter()
@@ -146,25 +153,10 @@ fn a_card_after_the_end_record_still_comes_after_it() {
 
 #[test]
 fn a_line_that_is_not_utf8_is_refused_with_its_number() {
-    let header = r#"{"snapshot":"store-agent","format":1,"tenant_id":"t","store_id":"s","created_at_ms":0,"key_fingerprint":"f","streams":{}}"#;
-    let mut text = format!("{header}\n{}\n\n", config("a")).into_bytes();
+    let mut text = format!("{HEADER}\n{}\n\n", config("a")).into_bytes();
     // Line 4 (after an empty line 3): a key with a byte that is not UTF-8.
     text.extend_from_slice(b"{\"config\":{\"key\":\"b\xff\",\"value\":1}}\n");
-    let (header_tx, header_rx) = mpsc::sync_channel(1);
-    let (batch_tx, batch_rx) = mpsc::sync_channel(16);
-    let (_spent_tx, spent_rx) = mpsc::sync_channel(8);
-    parse_file(
-        Path::new("test.jsonl"),
-        SnapshotSource::Stream(Box::new(std::io::Cursor::new(text))),
-        ParserEnds {
-            header: header_tx,
-            batches: batch_tx,
-            spent: spent_rx,
-        },
-        CARD_RUN,
-    );
-    header_rx.recv().unwrap().unwrap();
-    let sent: Vec<_> = batch_rx.try_iter().collect();
+    let sent = run_parser(text, CARD_RUN);
     let good: Vec<u64> = sent
         .iter()
         .filter_map(|b| b.as_ref().ok())
