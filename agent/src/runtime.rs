@@ -36,6 +36,7 @@ pub fn store_options(config: &Config) -> Result<StoreOptions> {
             window_days: config.returns.window_days,
         },
         min_free_bytes: config.database.min_free_bytes,
+        index_sort_kib: crate::store::DEFAULT_INDEX_SORT_KIB,
     })
 }
 

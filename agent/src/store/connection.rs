@@ -40,7 +40,15 @@ pub(crate) fn open(path: &Path, access: Access, busy_timeout: Duration) -> rusql
     // parent lookup per line.
     conn.pragma_update(None, "foreign_keys", access != Access::Build)?;
     // Keep temporary b-trees (sorts, big IN lists) in memory; the data is small.
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Not for the build connection: its index rebuilds sort millions of keys, and
+    // SQLite's sorter uses its helper threads (`PRAGMA threads`) only with a
+    // temporary store on files (deleted at once; they mostly stay in the page
+    // cache).
+    conn.pragma_update(
+        None,
+        "temp_store",
+        if access == Access::Build { "FILE" } else { "MEMORY" },
+    )?;
     // A larger statement cache: the screens' queries are few and hot.
     conn.set_prepared_statement_cache_capacity(64);
     // Map the file instead of copying pages through read(2): a lookup then costs

@@ -57,7 +57,17 @@ pub struct StoreOptions {
     /// never fills in the middle of the store's work: what is left serves
     /// checkpoints, acknowledgements and the cloud's messages.
     pub min_free_bytes: u64,
+    /// How much a full snapshot load's index rebuild sorts in memory (KiB)
+    /// before it writes a sorted run to a temporary file (`SQLITE_TMPDIR`, else
+    /// `TMPDIR`, else `/var/tmp`). Small on purpose: SQLite sorts and merges the
+    /// runs on a helper thread beside the writer, which a single in-memory run
+    /// does not get, so the rebuild takes half as long
+    /// ([`DEFAULT_INDEX_SORT_KIB`]; see docs/benchmarks.md).
+    pub index_sort_kib: u32,
 }
+
+/// The default [`StoreOptions::index_sort_kib`]: 8 MiB.
+pub const DEFAULT_INDEX_SORT_KIB: u32 = 8192;
 
 impl StoreOptions {
     /// Options with the defaults documented in the config, for `path` and `hasher`.
@@ -69,6 +79,7 @@ impl StoreOptions {
             hasher,
             return_policy: ReturnPolicy::default(),
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            index_sort_kib: DEFAULT_INDEX_SORT_KIB,
         }
     }
 }
@@ -439,6 +450,7 @@ impl Store {
             db: self.options.path.clone(),
             reads: self.reads.clone(),
             busy_timeout: self.options.busy_timeout,
+            index_sort_kib: self.options.index_sort_kib,
         }
     }
 

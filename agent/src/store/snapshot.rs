@@ -817,12 +817,21 @@ fn finish_load(
     indexes: &[String],
 ) -> Result<(), StoreError> {
     for sql in indexes {
+        let started = Instant::now();
         // A unique index that the loaded rows violate fails here, and the whole
-        // import with it.
-        tx.execute_batch(sql).map_err(|e| SnapshotError::Mismatch {
-            path: path.to_path_buf(),
-            message: format!("the loaded records break a rule of the database ({sql}): {e}"),
+        // import with it. Anything else is the device's trouble, not the file's
+        // (a full temporary directory, say: the sort of a big rebuild spills).
+        tx.execute_batch(sql).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::from(SnapshotError::Mismatch {
+                path: path.to_path_buf(),
+                message: format!("the loaded records break a rule of the database ({sql}): {e}"),
+            }),
+            _ => StoreError::Internal(format!(
+                "cannot build an index of the loaded records ({sql}): {e} (its sort writes temporary \
+                 files to SQLITE_TMPDIR, else TMPDIR, else /var/tmp)"
+            )),
         })?;
+        tracing::debug!(index = %sql, ms = started.elapsed().as_millis() as u64, "Index built.");
     }
     let now = now_ms();
     for (stream, pos) in &header.streams {

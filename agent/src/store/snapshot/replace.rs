@@ -56,6 +56,9 @@ pub(crate) struct SwapTarget {
     pub reads: ReadPool,
     /// The store's busy timeout, for the reopened write connection.
     pub busy_timeout: Duration,
+    /// The page cache (KiB) while the indexes are rebuilt
+    /// ([`StoreOptions::index_sort_kib`](super::super::StoreOptions::index_sort_kib)).
+    pub index_sort_kib: u32,
 }
 
 /// Whether the snapshot replaces every table the cloud fills: then it is
@@ -172,6 +175,8 @@ fn build(
     new.pragma_update(None, "page_size", page_size)?;
     new.pragma_update(None, "auto_vacuum", auto_vacuum)?;
     new.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+    // Helper threads for the index rebuild's sorter (see `index_sort_kib`); the
+    // parser thread has ended by then, so its core is free.
     new.pragma_update(None, "threads", 2)?;
     schema::migrate(&mut new)?;
     let covered = covered_streams(header);
@@ -183,6 +188,12 @@ fn build(
         let indexes = clear_tables(&tx, &covered)?;
         let report = insert_records(&tx, path, &covered, batches, spent)?;
         phases.mark("insert_ms");
+        // The sorter of an index rebuild keeps as much in memory as the page cache
+        // holds before it writes a sorted run to a temporary file, and only runs
+        // are sorted and merged by its helper thread: with the bulk cache, an
+        // index of a million keys is one run, sorted on this thread alone while
+        // the other core idles. A small cache for the rebuild halves it.
+        tx.pragma_update(None, "cache_size", -i64::from(target.index_sort_kib))?;
         finish_load(&tx, path, header, &indexes)?;
         phases.mark("index_ms");
         tx.commit()?;
