@@ -182,6 +182,7 @@ fn build(
     let covered = covered_streams(header);
     let covered_tables: Vec<&str> = covered.iter().flat_map(|s| s.tables().iter().copied()).collect();
     copy_local_rows(&mut new, &target.db, &covered_tables)?;
+    let writeback = Writeback::start(new_file);
     let mut phases = Phases::start();
     let report = {
         let tx = new.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -211,6 +212,7 @@ fn build(
         )));
     }
     phases.mark("wal_ms");
+    writeback.stop();
     std::fs::File::open(new_file)
         .and_then(|f| f.sync_all())
         .map_err(|source| StoreError::Io {
@@ -220,6 +222,94 @@ fn build(
     phases.mark("fsync_ms");
     tracing::debug!(phases = %phases, "New database file built.");
     Ok(report)
+}
+
+/// Starts the disk writing the new file while it is being built, so the one
+/// fsync at the end waits only for the last pages: a helper thread asks the
+/// kernel every [`Writeback::EVERY`] to write out the file's dirty pages
+/// (`sync_file_range`, `SYNC_FILE_RANGE_WRITE`: it starts the writes, waits for
+/// none). The kernel would otherwise leave them in memory (its background
+/// writeback starts at 10 % of RAM dirty, or after 30 s) and the fsync would
+/// write the whole file, some 600 MB for a 1M-customer store, with the load
+/// waiting. Only a hint: durability is the final fsync's.
+struct Writeback {
+    stop: Option<mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writeback {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn start(file: &Path) -> Writeback {
+        let (stop, stopped) = mpsc::sync_channel::<()>(1);
+        let file = file.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("snapshot-writeback".into())
+            .spawn(move || {
+                let f = match std::fs::File::open(&file) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::debug!(file = %file.display(), error = %e, "No early writeback.");
+                        return;
+                    }
+                };
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Writeback::EVERY) {
+                    if let Err(e) = start_writing(&f) {
+                        tracing::debug!(file = %file.display(), error = %e, "No early writeback.");
+                        return;
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Writeback {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "No early writeback: no thread.");
+                Writeback {
+                    stop: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Stops the helper and waits for it (also on drop, when the build fails).
+    fn stop(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Asks the kernel to start writing `f`'s dirty pages.
+#[cfg(target_os = "linux")]
+fn start_writing(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor, whole-file range, flags only start writes.
+    let rc = unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writing(_f: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Milliseconds of the steps of a build, for the log.
@@ -426,4 +516,46 @@ fn reopen(conn: &mut Connection, target: &SwapTarget) -> Result<(), StoreError> 
     let refilled = target.reads.refill();
     *conn = opened?;
     refilled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The early writeback is accepted by the kernel for a file being written, and
+    /// its helper ends when stopped or dropped, also for a file that is not there.
+    #[test]
+    fn early_writeback_runs_beside_the_writes_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&vec![7u8; 4 << 20]).unwrap();
+        start_writing(&std::fs::File::open(&path).unwrap()).expect("sync_file_range takes the flags");
+
+        let writeback = Writeback::start(&path);
+        for _ in 0..3 {
+            file.write_all(&vec![9u8; 1 << 20]).unwrap();
+            std::thread::sleep(Writeback::EVERY);
+        }
+        let helper = writeback.thread.as_ref().expect("a helper thread runs");
+        assert!(!helper.is_finished(), "it waits for the stop");
+        writeback.stop();
+        file.sync_all().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 7 << 20);
+
+        // Dropped without a stop (a failed build), and for a missing file.
+        drop(Writeback::start(&path));
+        let missing = Writeback::start(&dir.path().join("missing.db"));
+        let helper = missing.thread.as_ref().expect("a helper thread");
+        let until = Instant::now() + Duration::from_secs(30);
+        while !helper.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            helper.is_finished(),
+            "nothing to write back: the helper ends by itself"
+        );
+        missing.stop();
+    }
 }
