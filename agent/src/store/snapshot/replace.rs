@@ -82,14 +82,18 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Deletes what an unfinished load left next to `db` (the new file and its
-/// journal files). Run at start and after a failed load.
+/// Deletes the new file of a load next to `db` and its journal files: at start
+/// what an unfinished load left, after a load what it did not rename (it failed,
+/// or was copied into the live database).
 pub(crate) fn remove_leftovers(db: &Path) -> Result<(), StoreError> {
     let loading = loading_path(db);
     for suffix in ["", "-journal", "-wal", "-shm"] {
         let file = suffixed(&loading, suffix);
         match std::fs::remove_file(&file) {
-            Ok(()) => tracing::info!(file = %file.display(), "Removed an unfinished snapshot load."),
+            Ok(()) => tracing::info!(
+                file = %file.display(),
+                "Removed a snapshot load's new file (left by an unfinished or failed load, or already copied)."
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(StoreError::Io {
