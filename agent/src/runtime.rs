@@ -27,16 +27,15 @@ pub fn store_options(config: &Config) -> Result<StoreOptions> {
         .hash_key_bytes()
         .context("loyalty.hash_key is not set (config check explains how to set it)")?;
     let hasher = KeyedHasher::new(&key).context("loyalty.hash_key is shorter than 32 bytes")?;
+    // What the configuration does not set keeps `StoreOptions::new`'s default.
     Ok(StoreOptions {
-        path: config.database.path.clone(),
         read_connections: config.database.read_connections,
         busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
-        hasher,
         return_policy: ReturnPolicy {
             window_days: config.returns.window_days,
         },
         min_free_bytes: config.database.min_free_bytes,
-        index_sort_kib: crate::store::DEFAULT_INDEX_SORT_KIB,
+        ..StoreOptions::new(config.database.path.clone(), hasher)
     })
 }
 

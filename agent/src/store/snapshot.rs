@@ -827,8 +827,8 @@ fn finish_load(
                 message: format!("the loaded records break a rule of the database ({sql}): {e}"),
             }),
             _ => StoreError::Internal(format!(
-                "cannot build an index of the loaded records ({sql}): {e} (its sort writes temporary \
-                 files to SQLITE_TMPDIR, else TMPDIR, else /var/tmp)"
+                "cannot build an index of the loaded records ({sql}): {e} (a full snapshot's index \
+                 sort writes temporary files to SQLITE_TMPDIR, else TMPDIR, else /var/tmp)"
             )),
         })?;
         tracing::debug!(index = %sql, ms = started.elapsed().as_millis() as u64, "Index built.");

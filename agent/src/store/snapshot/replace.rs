@@ -236,65 +236,47 @@ fn build(
 /// writeback starts at 10 % of RAM dirty, or after 30 s) and the fsync would
 /// write the whole file, some 600 MB for a 1M-customer store, with the load
 /// waiting. Only a hint: durability is the final fsync's.
-struct Writeback {
-    stop: Option<mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct Writeback(Option<(mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>);
 
 impl Writeback {
     const EVERY: Duration = Duration::from_millis(250);
 
     fn start(file: &Path) -> Writeback {
+        // The helper runs until the sender is dropped.
         let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let file = file.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("snapshot-writeback".into())
             .spawn(move || {
-                let f = match std::fs::File::open(&file) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::debug!(file = %file.display(), error = %e, "No early writeback.");
-                        return;
+                let written = std::fs::File::open(&file).and_then(|f| {
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Writeback::EVERY) {
+                        start_writing(&f)?;
                     }
-                };
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Writeback::EVERY) {
-                    if let Err(e) = start_writing(&f) {
-                        tracing::debug!(file = %file.display(), error = %e, "No early writeback.");
-                        return;
-                    }
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    tracing::debug!(file = %file.display(), error = %e, "No early writeback.");
                 }
             });
         match thread {
-            Ok(thread) => Writeback {
-                stop: Some(stop),
-                thread: Some(thread),
-            },
+            Ok(thread) => Writeback(Some((stop, thread))),
             Err(e) => {
                 tracing::debug!(error = %e, "No early writeback: no thread.");
-                Writeback {
-                    stop: None,
-                    thread: None,
-                }
+                Writeback(None)
             }
         }
     }
 
-    /// Stops the helper and waits for it (also on drop, when the build fails).
-    fn stop(mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    /// Stops the helper and waits for it (as dropping it does, when the build fails).
+    fn stop(self) {}
 }
 
 impl Drop for Writeback {
     fn drop(&mut self) {
-        self.finish();
+        if let Some((stop, thread)) = self.0.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
     }
 }
 
@@ -542,7 +524,7 @@ mod tests {
             file.write_all(&vec![9u8; 1 << 20]).unwrap();
             std::thread::sleep(Writeback::EVERY);
         }
-        let helper = writeback.thread.as_ref().expect("a helper thread runs");
+        let (_, helper) = writeback.0.as_ref().expect("a helper thread runs");
         assert!(!helper.is_finished(), "it waits for the stop");
         writeback.stop();
         file.sync_all().unwrap();
@@ -551,7 +533,7 @@ mod tests {
         // Dropped without a stop (a failed build), and for a missing file.
         drop(Writeback::start(&path));
         let missing = Writeback::start(&dir.path().join("missing.db"));
-        let helper = missing.thread.as_ref().expect("a helper thread");
+        let (_, helper) = missing.0.as_ref().expect("a helper thread");
         let until = Instant::now() + Duration::from_secs(30);
         while !helper.is_finished() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
